@@ -1,0 +1,36 @@
+#!/bin/sh
+# Build dokrust's executor, native/build/dokrust-exec, from native/exec.c.
+# Run by `npm install` (postinstall) and `npm run build`.  It rebuilds
+# only when exec.c, plan.h or this script is newer than the binary.
+#
+#   CC      the C compiler (default cc)
+#   CFLAGS  added after the default flags (e.g. CFLAGS=-Werror in CI)
+set -eu
+
+dir=$(cd "$(dirname "$0")" && pwd)
+src="$dir/exec.c"
+out="$dir/build/dokrust-exec"
+cc=${CC:-cc}
+
+if [ -x "$out" ] &&
+   [ -z "$(find "$src" "$dir/plan.h" "$dir/build.sh" -newer "$out")" ]; then
+	exit 0
+fi
+
+if ! command -v "${cc%% *}" >/dev/null 2>&1; then
+	echo "dokrust: a C compiler (cc or gcc) is needed to build its executor; install one (e.g. 'apt-get install gcc') and run 'npm run build'" >&2
+	exit 1
+fi
+
+mkdir -p "$dir/build"
+tmp="$out.tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+flags="-O2 -Wall -Wextra -std=gnu11 ${CFLAGS:-}"
+
+# A static executor starts faster (no dynamic loader); glibc's libc.a is
+# not always installed, so fall back to a dynamic one.
+# shellcheck disable=SC2086
+if ! $cc $flags -static -o "$tmp" "$src" 2>/dev/null; then
+	$cc $flags -o "$tmp" "$src"
+fi
+mv -f "$tmp" "$out"

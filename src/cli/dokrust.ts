@@ -1,0 +1,219 @@
+/**
+ * The dokrust command line: the original tool's options, option for
+ * option, and what users of `docker run` expect next to them.  Parsing
+ * only; it produces RunOptions and checks everything that can be checked
+ * before anything is created.
+ */
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
+import { capabilityName } from "../plan/linux.ts";
+import { parseQuota, type QuotaEntry } from "../cgroups/quota.ts";
+
+export const USAGE = `dokrust: run a command in a container
+
+Usage: dokrust [options] [-- <command> <argument>...]
+
+The original options:
+  -r, --rootfs PATH      root file system (default ../rootfs; without it, a
+                         minimal read-only root made from the host's /usr)
+  -c, --command CMD      run CMD through /bin/sh -c (arguments after -- follow)
+  -n, --hostname NAME    container hostname (default dokka)
+  -q, --quota SPEC       cgroup quota controller:file:value, several joined
+                         by :: (cpu:cpu.cfs_quota_us:50000::pids:pids.max:20)
+  -m, --mount SRC:DST    bind-mount a host path into the container; repeatable;
+                         SRC:DST:ro for read-only
+  -h, --help             show this help
+
+As with docker run:
+  -i, --interactive      keep stdin open and pass it to the container
+  -t, --tty              give the container a terminal
+  -e, --env KEY=VAL      set an environment variable; repeatable
+  -w, --workdir DIR      working directory inside the container
+  -u, --user UID[:GID]   run as this numeric user (and group)
+      --cpus N           CPU limit (for example 1.5)
+      --memory SIZE      memory limit (bytes, or with k, m, g)
+      --pids-limit N     most processes the container may have
+      --read-only        mount the root file system read-only
+      --cap-add CAP      add a capability (NET_ADMIN, ALL, ...); repeatable
+      --cap-drop CAP     drop a capability; repeatable
+      --name NAME        container name (shown by ps on the host; default: the id)
+      --rm               remove the container when it exits (always so for
+                         containers in the foreground)
+
+Exit status: the command's; 125 when dokrust itself fails, 126 when the
+command cannot be executed, 127 when it is not found, 128+N when signal N
+killed it.
+
+OCI runtime commands (runc's command line): dokrust create|start|state|
+kill|delete|run|exec|ps|list|pause|resume|update|events|spec|features
+`;
+
+export interface BindSpec {
+  source: string;
+  destination: string;
+  readonly: boolean;
+}
+
+export interface RunOptions {
+  rootfs?: string;
+  hostname: string;
+  args: string[];
+  quota: QuotaEntry[];
+  mounts: BindSpec[];
+  interactive: boolean;
+  tty: boolean;
+  env: string[];
+  workdir?: string;
+  user?: { uid: number; gid: number };
+  cpus?: number;
+  memory?: number;
+  pidsLimit?: number;
+  readOnly: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  name?: string;
+}
+
+const OPTIONS = {
+  rootfs: { type: "string", short: "r" },
+  command: { type: "string", short: "c" },
+  hostname: { type: "string", short: "n" },
+  quota: { type: "string", short: "q", multiple: true },
+  mount: { type: "string", short: "m", multiple: true },
+  help: { type: "boolean", short: "h" },
+  interactive: { type: "boolean", short: "i" },
+  tty: { type: "boolean", short: "t" },
+  env: { type: "string", short: "e", multiple: true },
+  workdir: { type: "string", short: "w" },
+  user: { type: "string", short: "u" },
+  cpus: { type: "string" },
+  memory: { type: "string" },
+  "pids-limit": { type: "string" },
+  "read-only": { type: "boolean" },
+  "cap-add": { type: "string", multiple: true },
+  "cap-drop": { type: "string", multiple: true },
+  name: { type: "string" },
+  rm: { type: "boolean" },
+} as const;
+
+/** RFC 1123 host name: labels of letters, digits and hyphens. */
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+export function checkHostname(name: string): string {
+  if (Buffer.byteLength(name) > 64) throw new UsageError(`hostname ${JSON.stringify(name)} is longer than 64 bytes`);
+  if (!HOSTNAME.test(name)) {
+    throw new UsageError(`hostname ${JSON.stringify(name)} may hold only letters, digits, '-' and '.', and no label may start or end with '-'`);
+  }
+  return name;
+}
+
+function parseMount(text: string): BindSpec {
+  const parts = text.split(":");
+  let readonly = false;
+  if (parts.length === 3 && (parts[2] === "ro" || parts[2] === "rw")) {
+    readonly = parts[2] === "ro";
+    parts.pop();
+  }
+  if (parts.length !== 2 || !parts[0] || !parts[1]) throw new UsageError(`-m ${text}: expected SRC:DST or SRC:DST:ro`);
+  const source = resolve(parts[0]);
+  const destination = parts[1];
+  if (!destination.startsWith("/")) throw new UsageError(`-m ${text}: the target ${destination} must be an absolute path inside the container`);
+  if (destination.split("/").includes("..")) throw new UsageError(`-m ${text}: the target must not contain ..`);
+  if (!existsSync(source)) throw new UsageError(`-m ${text}: the source ${source} does not exist`);
+  return { source, destination, readonly };
+}
+
+function parseUser(text: string): { uid: number; gid: number } {
+  const match = /^(\d+)(?::(\d+))?$/.exec(text);
+  if (!match) throw new UsageError(`-u ${text}: expected a numeric UID or UID:GID`);
+  const uid = Number(match[1]);
+  const gid = match[2] === undefined ? uid : Number(match[2]);
+  if (uid > 0xfffffffe || gid > 0xfffffffe) throw new UsageError(`-u ${text}: id out of range`);
+  return { uid, gid };
+}
+
+/** "512m" → bytes. */
+export function parseSize(text: string, option: string): number {
+  const match = /^(\d+(?:\.\d+)?)([bkmg]?)b?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`${option} ${text}: expected a size such as 512m or 2g`);
+  const scale = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase()]!;
+  const bytes = Math.floor(Number(match[1]) * scale);
+  if (bytes < 6 * 1024 * 1024) throw new UsageError(`${option} ${text}: the minimum is 6m`);
+  return bytes;
+}
+
+function positiveNumber(text: string, option: string, integer: boolean): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`${option} ${text}: expected a positive ${integer ? "integer" : "number"}`);
+  }
+  return value;
+}
+
+function capabilities(list: readonly string[] | undefined, option: string): string[] {
+  return (list ?? []).map((c) => {
+    if (c.toUpperCase() === "ALL") return "ALL";
+    const name = capabilityName(c);
+    if (!name) throw new UsageError(`${option} ${c}: unknown capability`);
+    return name;
+  });
+}
+
+/** Parse the dokrust face's arguments.  Returns undefined for --help. */
+export function parseRunArgs(argv: string[]): RunOptions | undefined {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split("\n")[0]}; see dokrust --help`);
+  }
+  const v = parsed.values;
+  if (v.help) return undefined;
+  const rest = parsed.positionals;
+  const args = v.command !== undefined ? ["/bin/sh", "-c", v.command, ...rest] : rest.length ? rest : ["/bin/sh"];
+  for (const e of v.env ?? []) {
+    if (!/^[^=]+=/.test(e)) throw new UsageError(`-e ${e}: expected KEY=VALUE`);
+  }
+  if (v.workdir !== undefined && !v.workdir.startsWith("/")) throw new UsageError(`-w ${v.workdir}: must be an absolute path`);
+  if (v.name !== undefined && !NAME.test(v.name)) throw new UsageError(`--name ${v.name}: may hold only letters, digits, '_', '.' and '-'`);
+  const options: RunOptions = {
+    hostname: checkHostname(v.hostname ?? "dokka"),
+    args,
+    quota: (v.quota ?? []).flatMap(parseQuota),
+    mounts: (v.mount ?? []).map(parseMount),
+    interactive: v.interactive ?? false,
+    tty: v.tty ?? false,
+    env: v.env ?? [],
+    readOnly: v["read-only"] ?? false,
+    capAdd: capabilities(v["cap-add"], "--cap-add"),
+    capDrop: capabilities(v["cap-drop"], "--cap-drop"),
+  };
+  if (v.rootfs !== undefined) options.rootfs = checkRootfs(resolve(v.rootfs));
+  if (v.workdir !== undefined) options.workdir = v.workdir;
+  if (v.user !== undefined) options.user = parseUser(v.user);
+  if (v.cpus !== undefined) options.cpus = positiveNumber(v.cpus, "--cpus", false);
+  if (v.memory !== undefined) options.memory = parseSize(v.memory, "--memory");
+  if (v["pids-limit"] !== undefined) options.pidsLimit = positiveNumber(v["pids-limit"], "--pids-limit", true);
+  if (v.name !== undefined) options.name = v.name;
+  return options;
+}
+
+function checkRootfs(path: string): string {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UsageError(`rootfs ${path} does not exist`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`rootfs ${path} is not a directory`);
+  return path;
+}
+
+/** The default rootfs, ../rootfs, when it exists. */
+export function defaultRootfs(): string | undefined {
+  const path = resolve("../rootfs");
+  return existsSync(path) && statSync(path).isDirectory() ? path : undefined;
+}

@@ -1,0 +1,54 @@
+/**
+ * dokrust's entry point: picks the face (the dokrust command line, or
+ * runc's when the first word is one of its commands), runs it, and turns
+ * any error into one line on stderr and an exit code.
+ */
+import { DokrustError, EXIT_RUNTIME } from "./errors.ts";
+
+const OCI_COMMANDS = new Set([
+  "create", "start", "state", "kill", "delete", "run", "exec", "ps", "list",
+  "pause", "resume", "update", "events", "spec", "features", "checkpoint", "restore",
+]);
+
+async function main(argv: string[]): Promise<number> {
+  const first = argv.find((a) => !a.startsWith("-"));
+  const firstIndex = first === undefined ? -1 : argv.indexOf(first);
+  const dashdash = argv.indexOf("--");
+  const ociFace = first !== undefined && OCI_COMMANDS.has(first) && (dashdash < 0 || firstIndex < dashdash);
+  if (ociFace || argv[0] === "--version" || argv[0] === "-v") {
+    const { runOci } = await import("./cli/oci.ts");
+    return runOci(argv);
+  }
+  const { parseRunArgs, USAGE } = await import("./cli/dokrust.ts");
+  const options = parseRunArgs(argv);
+  if (!options) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    throw new DokrustError("dokrust must run as root (it creates namespaces, cgroups and mounts); try sudo");
+  }
+  const { runForeground } = await import("./runtime/run.ts");
+  return runForeground(options);
+}
+
+function report(err: unknown): number {
+  if (err instanceof DokrustError) {
+    process.stderr.write(`dokrust: ${err.message}\n`);
+    return err.exitCode;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`dokrust: internal error: ${message}\n`);
+  if (process.env.DOKRUST_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return EXIT_RUNTIME;
+}
+
+let code: number;
+try {
+  code = await main(process.argv.slice(2));
+} catch (err) {
+  code = report(err);
+}
+const { restoreTerminal } = await import("./tty/relay.ts").catch(() => ({ restoreTerminal: () => {} }));
+restoreTerminal();
+process.exit(code);

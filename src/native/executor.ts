@@ -1,0 +1,102 @@
+/**
+ * Starting the C executor and listening to it.
+ *
+ *   dokrust (Bun)                         dokrust-exec (C)
+ *   ------------                          ----------------
+ *   spawn, channel = fd 3+N   ───────▶    read the plan
+ *   write the plan            ───────▶    outer steps (cgroups, setns)
+ *                                         clone ──▶ container process
+ *                             ◀── 'P' ──  outer: pid of the container
+ *                                         container: steps ...
+ *                             ◀── 'E' ──  a step failed (step, errno)
+ *                             ◀── 'R' ──  ready (OCI create)
+ *                             ◀── 'T' ──  terminal master sent
+ *   EOF on the channel        ◀── exec    execve closed the channel
+ *
+ * The channel is a unix socket pair that Bun creates for an extra stdio
+ * slot; reports are fixed 32-byte records (native/plan.h).
+ */
+import { existsSync } from "node:fs";
+import { writeSync } from "node:fs";
+import { DokrustError, errnoName } from "../errors.ts";
+import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
+
+/** Where the built executor lives (native/build.sh puts it there). */
+export function executorPath(): string {
+  const fromEnv = process.env.DOKRUST_EXEC;
+  if (fromEnv) return fromEnv;
+  const path = new URL("../../native/build/dokrust-exec", import.meta.url).pathname;
+  if (!existsSync(path)) {
+    throw new DokrustError(`the executor ${path} is missing: run \`npm run build\` (it needs a C compiler)`);
+  }
+  return path;
+}
+
+type Stdio = "inherit" | "ignore" | "pipe" | number;
+
+export interface SpawnOptions {
+  stdin: Stdio;
+  stdout: Stdio;
+  stderr: Stdio;
+  /** fds passed on as 3, 4, ... (preserved fds, the terminal socket). */
+  extraFds?: number[];
+}
+
+export interface Executor {
+  readonly proc: ReturnType<typeof Bun.spawn>;
+  /** The next report, or undefined at end of channel. */
+  next(): Promise<ExecutorReport | undefined>;
+}
+
+/** Spawn the executor and send it the plan. */
+export function spawnExecutor(steps: readonly Step[], options: SpawnOptions): Executor {
+  const extra = options.extraFds ?? [];
+  const channel = 3 + extra.length;
+  const proc = Bun.spawn([executorPath(), String(channel)], {
+    stdio: [options.stdin, options.stdout, options.stderr, ...extra, "pipe"],
+    env: {},
+  });
+  const fd = proc.stdio[channel] as unknown as number;
+  writeAll(fd, encodePlan(steps));
+  return { proc, next: reportReader(fd) };
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(fd, bytes, offset);
+    } catch (err) {
+      // The socket is non-blocking; a plan larger than its buffer waits
+      // for the executor to read.
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      Bun.sleepSync(1);
+    }
+  }
+}
+
+function reportReader(fd: number): () => Promise<ExecutorReport | undefined> {
+  const reader = Bun.file(fd).stream().getReader();
+  let buffer = new Uint8Array(0);
+  return async () => {
+    while (buffer.length < REPORT_SIZE) {
+      const { done, value } = await reader.read();
+      if (done) return undefined;
+      const joined = new Uint8Array(buffer.length + value.length);
+      joined.set(buffer);
+      joined.set(value, buffer.length);
+      buffer = joined;
+    }
+    const report = decodeReport(buffer.subarray(0, REPORT_SIZE));
+    buffer = buffer.slice(REPORT_SIZE);
+    return report;
+  };
+}
+
+/** The error a failed step stands for, worded from the step's `what`. */
+export function stepError(steps: readonly Step[], report: ExecutorReport): DokrustError {
+  if (report.step === 0xffffffff) return new DokrustError(`the executor rejected the plan: ${errnoName(report.value)}`);
+  const step = steps[report.step];
+  const what = step ? step.what : `step ${report.step}`;
+  return new DokrustError(`${what}: ${report.syscall}: ${errnoName(report.value)}`);
+}

@@ -1,0 +1,225 @@
+/**
+ * Running a container in the foreground (the dokrust face): build the
+ * spec, create the cgroup, start the executor, relay signals and the
+ * terminal, and clean up everything on every way out.
+ */
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
+import { defaultRootfs, type RunOptions } from "../cli/dokrust.ts";
+import { DokrustError, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, errnoName } from "../errors.ts";
+import { compilePlan, type PlanContext } from "../plan/compile.ts";
+import { CloneMode, Op, Report, type Step } from "../plan/ops.ts";
+import { specFromOptions, type HostFiles } from "../spec/from-options.ts";
+import type { Mount, Spec } from "../spec/types.ts";
+import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
+
+export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
+
+/** The state root: one directory per container. */
+export function stateRoot(): string {
+  return process.env.DOKRUST_ROOT || "/run/dokrust";
+}
+
+function hostResolvConf(): string {
+  let text = "";
+  try {
+    text = readFileSync("/etc/resolv.conf", "utf8");
+  } catch {
+    // no resolver configured on the host
+  }
+  // A loopback resolver on the host is not reachable from the container's
+  // own network namespace.
+  return text
+    .split("\n")
+    .filter((line) => !/^\s*nameserver\s+(127\.|::1\b)/.test(line))
+    .join("\n");
+}
+
+function writeEtcFiles(dir: string, hostname: string, full: boolean): HostFiles {
+  mkdirSync(dir, { recursive: true });
+  const files: HostFiles = { hostname: `${dir}/hostname`, hosts: `${dir}/hosts`, resolvConf: `${dir}/resolv.conf` };
+  writeFileSync(files.hostname, `${hostname}\n`);
+  writeFileSync(files.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  writeFileSync(files.resolvConf, hostResolvConf());
+  if (full) {
+    writeFileSync(`${dir}/passwd`, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    writeFileSync(`${dir}/group`, "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n");
+    writeFileSync(`${dir}/nsswitch.conf`, "passwd: files\ngroup: files\nhosts: files dns\n");
+  }
+  return files;
+}
+
+/**
+ * The built-in root: a tmpfs holding the host's /usr (and the /bin,
+ * /lib*, /sbin that go with it) read-only, a fresh /etc and a /tmp.
+ */
+function builtinRoot(etc: string): { mounts: Mount[]; setup: Step[] } {
+  const mounts: Mount[] = [{ source: "/usr", destination: "/usr", type: "bind", options: ["rbind", "ro", "nosuid", "nodev"] }];
+  const setup: Step[] = [];
+  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
+    let st;
+    try {
+      st = lstatSync(`/${name}`);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      setup.push({ op: Op.SYMLINK, args: [readlinkSync(`/${name}`), `/${name}`], what: `create symlink /${name}` });
+    } else if (st.isDirectory()) {
+      mounts.push({ source: `/${name}`, destination: `/${name}`, type: "bind", options: ["rbind", "ro", "nosuid", "nodev"] });
+    }
+  }
+  mounts.push(
+    { source: etc, destination: "/etc", type: "bind", options: ["bind", "ro", "nosuid", "nodev", "noexec"] },
+    { source: "tmpfs", destination: "/tmp", type: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] },
+  );
+  setup.push({ op: Op.MKDIR, args: ["/root", 0o700], what: "create /root" });
+  return { mounts, setup };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Exit code and message for a step that failed in the container. */
+function execFailure(steps: readonly Step[], step: number, errno: number, arg0: string): DokrustError {
+  const op = steps[step]?.op;
+  const name = errnoName(errno);
+  if (op === Op.FIND_EXEC && name === "ENOENT") {
+    return new DokrustError(`${arg0}: command not found in the container`, { exitCode: EXIT_NOT_FOUND });
+  }
+  if (op === Op.FIND_EXEC || op === Op.EXEC) {
+    const code = name === "ENOENT" ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+    const why = name === "EACCES" ? "permission denied" : name === "ENOENT" ? "no such file (or its interpreter is missing)" : name;
+    return new DokrustError(`${arg0}: cannot execute: ${why}`, { exitCode: code });
+  }
+  return stepError(steps, { type: Report.ERROR, step, value: errno, syscall: "" });
+}
+
+interface Started {
+  executor: Executor;
+  pid: number;
+  master?: number;
+}
+
+/** Run a container in the foreground; resolves to dokrust's exit code. */
+export async function runForeground(options: RunOptions): Promise<number> {
+  const id = randomBytes(32).toString("hex");
+  const stateDir = `${stateRoot()}/${id}`;
+  const rootfs = options.rootfs ?? defaultRootfs();
+  let cgroup: CgroupManager | undefined;
+  let signalsOn = false;
+  const forward = (signal: NodeJS.Signals) => pending.forEach((f) => f(signal));
+  const pending = new Set<(s: NodeJS.Signals) => void>();
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    let spec: Spec;
+    let ctx: PlanContext;
+    cgroup = cgroupManager(`/dokrust-${id}`);
+    const base: Omit<PlanContext, "rootfs"> = {
+      base: process.cwd(),
+      isDirectory,
+      cgroupProcs: cgroup.procsFiles,
+      cloneMode: CloneMode.WAIT,
+      preserveFds: 0,
+      pdeathsig: 9,
+    };
+    if (rootfs) {
+      spec = specFromOptions(options, rootfs, writeEtcFiles(`${stateDir}/etc`, options.hostname, false));
+      ctx = { ...base, rootfs };
+    } else {
+      process.stderr.write("dokrust: no rootfs given and no ../rootfs: using a minimal read-only root made from the host's /usr\n");
+      const root = `${stateDir}/rootfs`;
+      mkdirSync(root);
+      writeEtcFiles(`${stateDir}/etc`, options.hostname, true);
+      const builtin = builtinRoot(`${stateDir}/etc`);
+      spec = specFromOptions(options, root, undefined);
+      spec.mounts = [...(spec.mounts ?? []).filter((m) => !m.destination.startsWith("/etc/")), ...builtin.mounts];
+      ctx = { ...base, rootfs: root, tmpfsRoot: true, rootSetup: builtin.setup };
+    }
+    let ttySockets: [number, number] | undefined;
+    if (options.tty) {
+      const libc = await import("../native/libc.ts");
+      ttySockets = libc.socketPair();
+      const size = libc.getWindowSize(1) ?? libc.getWindowSize(0) ?? { rows: 24, cols: 80 };
+      ctx.terminal = { sendFd: 3, rows: size.rows, cols: size.cols };
+    }
+    const steps = compilePlan(spec, ctx);
+    cgroup.create();
+    cgroup.apply(spec.linux?.resources);
+    cgroup.applyQuota(options.quota);
+    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+    signalsOn = true;
+    const started = await start(steps, options, ttySockets);
+    pending.add((signal) => {
+      try {
+        process.kill(started.pid, signal);
+      } catch {
+        // the container is gone already
+      }
+    });
+    return await waitForExit(started, options);
+  } finally {
+    if (signalsOn) for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+    try {
+      cgroup?.destroy();
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  }
+}
+
+async function start(steps: Step[], options: RunOptions, ttySockets: [number, number] | undefined): Promise<Started> {
+  const executor = spawnExecutor(steps, {
+    stdin: options.interactive && !options.tty ? "inherit" : "ignore",
+    stdout: options.tty ? "ignore" : "inherit",
+    stderr: options.tty ? "ignore" : "inherit",
+    extraFds: ttySockets ? [ttySockets[1]] : [],
+  });
+  let pid = 0;
+  let master: number | undefined;
+  try {
+    for (;;) {
+      const report = await executor.next();
+      if (!report) break;
+      if (report.type === Report.PID) pid = report.value;
+      else if (report.type === Report.TTY && ttySockets) {
+        const libc = await import("../native/libc.ts");
+        master = libc.receiveFd(ttySockets[0]);
+      } else if (report.type === Report.ERROR) {
+        await executor.proc.exited;
+        throw execFailure(steps, report.step, report.value, options.args[0]!);
+      }
+    }
+  } finally {
+    if (ttySockets) {
+      const libc = await import("../native/libc.ts");
+      libc.closeFd(ttySockets[0]);
+      libc.closeFd(ttySockets[1]);
+    }
+  }
+  if (!pid) {
+    const code = await executor.proc.exited;
+    throw new DokrustError(`the executor ended (status ${code}) before starting the container`);
+  }
+  return master === undefined ? { executor, pid } : { executor, pid, master };
+}
+
+async function waitForExit(started: Started, options: RunOptions): Promise<number> {
+  let relay;
+  if (started.master !== undefined) {
+    const { startRelay } = await import("../tty/relay.ts");
+    relay = startRelay(started.master, options.interactive);
+  }
+  const code = await started.executor.proc.exited;
+  if (relay) {
+    await Promise.race([relay.done, Bun.sleep(200)]);
+    relay.close();
+  }
+  return started.executor.proc.signalCode ? EXIT_RUNTIME : code;
+}
