@@ -54,7 +54,7 @@ export function spawnExecutor(steps: readonly Step[], options: SpawnOptions): Ex
   const channel = 3 + extra.length;
   const proc = Bun.spawn([executorPath(), String(channel)], {
     stdio: [options.stdin, options.stdout, options.stderr, ...extra, "pipe"],
-    env: {},
+    env: process.env.DOKRUST_EXEC_DEBUG ? { DOKRUST_EXEC_DEBUG: "1" } : {},
   });
   const fd = proc.stdio[channel] as unknown as number;
   writeAll(fd, encodePlan(steps));

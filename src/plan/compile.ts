@@ -101,7 +101,7 @@ function deviceSteps(devices: readonly Device[], rootfs: string): Step[] {
     const rdev = dev.type === "p" ? 0n : makedev(dev.major ?? 0, dev.minor ?? 0);
     steps.unshift({
       op: Op.MKNOD,
-      args: [dev.path, mode, rdev, dev.uid ?? 0, dev.gid ?? 0, Opt.IN_ROOT],
+      args: [dev.path, mode, rdev, dev.uid ?? 0, dev.gid ?? 0],
       what: `create device ${rootfs}${dev.path}`,
     });
   }
@@ -146,7 +146,7 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
     }
   }
   if (spec.process?.terminal) {
-    steps.push({ op: Op.MKNOD, args: ["/dev/console", S_IFREG | 0o600, 0, 0, 0, Opt.IN_ROOT], what: `create ${root}/dev/console` });
+    steps.push({ op: Op.MKNOD, args: ["/dev/console", S_IFREG | 0o600, 0, 0, 0], what: `create ${root}/dev/console` });
   }
   if (spec.process?.cwd && spec.process.cwd !== "/") {
     steps.push({ op: Op.MKDIR, args: [spec.process.cwd, 0o755], what: `create the working directory ${root}${spec.process.cwd}` });

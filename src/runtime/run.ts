@@ -146,8 +146,8 @@ export async function runForeground(options: RunOptions): Promise<number> {
     if (options.tty) {
       const libc = await import("../native/libc.ts");
       ttySockets = libc.socketPair();
-      const size = libc.getWindowSize(1) ?? libc.getWindowSize(0) ?? { rows: 24, cols: 80 };
-      ctx.terminal = { sendFd: 3, rows: size.rows, cols: size.cols };
+      const size = libc.getWindowSize(1) ?? libc.getWindowSize(0);
+      ctx.terminal = { sendFd: 3, rows: size?.rows || 24, cols: size?.cols || 80 };
     }
     const steps = compilePlan(spec, ctx);
     cgroup.create();

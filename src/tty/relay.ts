@@ -4,7 +4,7 @@
  * master, the master copied to stdout, and the window size following the
  * host terminal's.
  */
-import { writeSync } from "node:fs";
+import { read, writeSync } from "node:fs";
 import { closeFd, getWindowSize, setWindowSize } from "../native/libc.ts";
 
 export interface Relay {
@@ -42,6 +42,10 @@ function writeAllSync(fd: number, data: Uint8Array): void {
   }
 }
 
+function readChunk(fd: number, buffer: Buffer): Promise<number> {
+  return new Promise((resolve) => read(fd, buffer, 0, buffer.length, null, (err, n) => resolve(err ? -1 : n)));
+}
+
 export function startRelay(master: number, interactive: boolean): Relay {
   const onResize = () => {
     const size = getWindowSize(1) ?? getWindowSize(0);
@@ -64,13 +68,13 @@ export function startRelay(master: number, interactive: boolean): Relay {
     })();
   }
   const done = (async () => {
-    const reader = Bun.file(master).stream().getReader();
+    const buffer = Buffer.alloc(65536);
     for (;;) {
       // Reading a master whose last slave closed fails with EIO: that is
       // the ordinary end of the session.
-      const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
-      if (done || !value) return;
-      writeAllSync(1, value);
+      const n = await readChunk(master, buffer);
+      if (n <= 0) return;
+      writeAllSync(1, buffer.subarray(0, n));
     }
   })();
   return {
