@@ -168,7 +168,7 @@ export function parseRunArgs(argv: string[]): RunOptions | undefined {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split("\n")[0]}; see dokrust --help`);
+    throw new UsageError(`${(err as Error).message.split("\n")[0]!.replace(/\.$/, "")}; see dokrust --help`);
   }
   const v = parsed.values;
   if (v.help) return undefined;

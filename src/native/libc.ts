@@ -15,6 +15,8 @@ const lib = dlopen("libc.so.6", {
   sendmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64 },
   ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
+  mkfifo: { args: [FFIType.cstring, FFIType.u32], returns: FFIType.i32 },
+  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 });
 const sym = lib.symbols;
@@ -119,4 +121,25 @@ export function setWindowSize(fd: number, size: WindowSize): void {
 
 export function closeFd(fd: number): void {
   sym.close(fd);
+}
+
+/** Create a fifo (node:fs has no mkfifo). */
+export function makeFifo(path: string, mode: number): void {
+  const bytes = new TextEncoder().encode(`${path}\0`);
+  if (sym.mkfifo(ptr(bytes), mode) < 0) throw new SysError("mkfifo", path, errno());
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/**
+ * Take an exclusive flock on fd without blocking the event loop's
+ * thread: true when taken, false when another process holds it.
+ */
+export function tryLock(fd: number): boolean {
+  if (sym.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = errno();
+  if (e === EWOULDBLOCK) return false;
+  throw new SysError("flock", `fd ${fd}`, e);
 }
