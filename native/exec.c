@@ -776,7 +776,7 @@ static int op_mount(unsigned char *p)
 {
 	char *src = opt_str(&p), *target = str(&p), *fstype = opt_str(&p);
 	unsigned long flags = (unsigned long)num(&p);
-	char *data = opt_str(&p), fdp[32];
+	char *data = opt_str(&p), fdp[32], *where = target;
 	uint64_t opts = num(&p);
 	int fd = -1, ret;
 
@@ -786,13 +786,13 @@ static int op_mount(unsigned char *p)
 			return 0;
 		if (fd < 0)
 			return -1;
-		target = fd_path(fdp, fd);
+		where = fd_path(fdp, fd);
 	} else if (missing(target, opts)) {
 		return 0;
 	}
-	dbg("mount %s on %s (%s) flags %#lx", src ? src : "none", target,
-	    fstype ? fstype : "-", flags);
-	ret = mount(src, target, fstype, flags, data);
+	dbg("mount %s on %s (%s) type %s flags %#lx", src ? src : "none",
+	    target, where, fstype ? fstype : "-", flags);
+	ret = mount(src, where, fstype, flags, data);
 	xclose(fd);
 	return ret < 0 ? fail("mount") : 0;
 }

@@ -162,13 +162,27 @@ function capabilities(list: readonly string[] | undefined, option: string): stri
   });
 }
 
+/**
+ * node:util's parseArgs messages reworded the way dokrust's read
+ * (lowercase, naming the option), without its advice about "--".
+ */
+function parseArgsProblem(err: Error & { code?: string }): string {
+  const quoted = /'([^']*)'/.exec(err.message)?.[1];
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && quoted) return `unknown option ${quoted}`;
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted) {
+    const option = quoted.replace(/ <value>$/, "");
+    return /missing/.test(err.message) ? `option ${option} needs a value` : `option ${option} takes no value`;
+  }
+  return err.message.split("\n")[0]!.replace(/\.$/, "");
+}
+
 /** Parse the dokrust face's arguments.  Returns undefined for --help. */
 export function parseRunArgs(argv: string[]): RunOptions | undefined {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split("\n")[0]!.replace(/\.$/, "")}; see dokrust --help`);
+    throw new UsageError(`${parseArgsProblem(err as Error & { code?: string })}; see dokrust --help`);
   }
   const v = parsed.values;
   if (v.help) return undefined;

@@ -21,11 +21,19 @@ import { writeSync } from "node:fs";
 import { DokrustError, errnoName } from "../errors.ts";
 import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
 
-/** Where the built executor lives (native/build.sh puts it there). */
+/**
+ * Where the built executor lives (native/build.sh puts it there):
+ * $DOKRUST_EXEC, else native/build/dokrust-exec in dokrust's tree, found
+ * from this module's file or, in the single executable dist/dokrust
+ * (whose modules live in Bun's embedded /$bunfs), from the executable.
+ */
 export function executorPath(): string {
   const fromEnv = process.env.DOKRUST_EXEC;
   if (fromEnv) return fromEnv;
-  const path = new URL("../../native/build/dokrust-exec", import.meta.url).pathname;
+  // In dist/dokrust, execPath is the executable's real path (/proc/self/exe).
+  const path = import.meta.url.startsWith("file:///$bunfs/")
+    ? `${process.execPath.split("/").slice(0, -2).join("/")}/native/build/dokrust-exec`
+    : Bun.fileURLToPath(new URL("../../native/build/dokrust-exec", import.meta.url));
   if (!existsSync(path)) {
     throw new DokrustError(`the executor ${path} is missing: run \`npm run build\` (it needs a C compiler)`);
   }

@@ -254,7 +254,6 @@ function processSteps(spec: Spec, ctx: PlanContext, flags: number): Step[] {
   if (ctx.execFifo) {
     steps.push({ op: Op.READY, args: [], what: "report ready" }, { op: Op.WAIT, args: [], what: "wait for start" });
   }
-  if (ctx.pdeathsig) steps.push({ op: Op.PDEATHSIG, args: [ctx.pdeathsig], what: "set the parent-death signal" });
   const caps = proc.capabilities ?? {};
   const seccomp = ctx.seccomp
     ? { op: Op.SECCOMP, args: [ctx.seccomp.program, ctx.seccomp.flags], what: "load the seccomp filter" }
@@ -270,6 +269,9 @@ function processSteps(spec: Spec, ctx: PlanContext, flags: number): Step[] {
     args: [proc.user.uid, proc.user.gid, groups, userOpts],
     what: `switch to uid ${proc.user.uid} gid ${proc.user.gid}`,
   });
+  // The kernel clears the parent-death signal when the ids change, so it
+  // goes after the switch.
+  if (ctx.pdeathsig) steps.push({ op: Op.PDEATHSIG, args: [ctx.pdeathsig], what: "set the parent-death signal" });
   steps.push({
     op: Op.CAPS,
     args: [capabilityMask(caps.effective), capabilityMask(caps.permitted), capabilityMask(caps.inheritable), capabilityMask(caps.ambient)],
@@ -295,6 +297,12 @@ export function compilePlan(spec: Spec, ctx: PlanContext): Step[] {
     throw new UsageError("linux.namespaces: a mount namespace is required");
   }
   steps.push(cloneStep(spec, ctx, flags));
+  if (flags & CLONE.NEWUSER) {
+    // Fresh in a new user namespace the process is still host uid 0,
+    // which maps to nothing there: files it creates would fail with
+    // EOVERFLOW.  Become the namespace's root first.
+    steps.push({ op: Op.USER, args: [0, 0, new Uint8Array(0), Opt.NO_SETGROUPS], what: "become root in the user namespace" });
+  }
   steps.push(...rootfsSteps(spec, ctx));
   steps.push(...protectionSteps(spec));
   steps.push(...kernelSteps(spec, flags));

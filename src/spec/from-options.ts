@@ -2,22 +2,49 @@
  * The dokrust command line → a runtime-spec document.  Both faces of
  * dokrust end up here, at a Spec, which the core then starts.
  */
+import { readFileSync } from "node:fs";
 import type { RunOptions } from "../cli/dokrust.ts";
+import { UsageError } from "../errors.ts";
 import { CAPABILITIES, DEFAULT_CAPABILITIES } from "../plan/linux.ts";
 import { DEFAULT_DEVICE_RULES, DEFAULT_PATH, MASKED_PATHS, OCI_VERSION, READONLY_PATHS, defaultMounts } from "./defaults.ts";
 import type { Mount, Resources, Spec } from "./types.ts";
 
+/**
+ * The capabilities dokrust holds itself (its bounding set), which are the
+ * most it can hand on: capset(2) refuses the rest with EPERM.  A host may
+ * lack some, as a machine that is itself a container often lacks
+ * CAP_SYS_ADMIN or CAP_SYS_RESOURCE.
+ */
+function heldCapabilities(): Set<string> {
+  let mask = -1n;
+  try {
+    const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
+    if (hex) mask = BigInt(`0x${hex}`);
+  } catch {
+    // no /proc: assume every capability, and let capset say otherwise
+  }
+  return new Set(CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n));
+}
+
+/**
+ * Docker's default set with --cap-add/--cap-drop applied.  The default
+ * set and ALL are cut to what dokrust holds, as docker cuts them to what
+ * dockerd holds; a capability named explicitly that dokrust does not hold
+ * is an error rather than a container started without it.
+ */
 function capabilitySet(add: readonly string[], drop: readonly string[]): string[] {
+  const held = heldCapabilities();
   let set = new Set<string>(DEFAULT_CAPABILITIES);
   for (const c of add) {
     if (c === "ALL") set = new Set(CAPABILITIES);
+    else if (!held.has(c)) throw new UsageError(`--cap-add ${c}: dokrust does not hold ${c} itself (it is not in its bounding set), so it cannot grant it`);
     else set.add(c);
   }
   for (const c of drop) {
     if (c === "ALL") set.clear();
     else set.delete(c);
   }
-  return CAPABILITIES.filter((c) => set.has(c));
+  return CAPABILITIES.filter((c) => set.has(c) && held.has(c));
 }
 
 function resources(options: RunOptions): Resources {

@@ -1,0 +1,330 @@
+/**
+ * Start-time benchmark: `/bin/true` in the busybox rootfs, started by
+ * dokrust and by runc (`runc run` on an equivalent bundle), alternately in
+ * one run, so that both see the same machine state.  Not a timed test: it
+ * prints numbers, it asserts nothing.  See docs/BENCHMARKS.md.
+ *
+ *   bun bench/start.ts [--runs N] [--warmup N] [--concurrency C] [--rounds R]
+ *                      [--gap MS] [--source] [--compare PATH]... [--dokrust PATH] [--runc PATH]
+ *
+ *   --runs N         runs per runtime (default 40; 50 with --concurrency)
+ *   --warmup N       untimed runs of each first (default 3)
+ *   --concurrency C  start C containers at a time and time whole batches of
+ *                    N runs (wall clock), R rounds per runtime (default 3)
+ *   --source         also time dokrust from its TypeScript sources
+ *                    (DOKRUST_NO_BUNDLE=1), to compare with the bundle
+ *   --compare PATH   also time the dokrust launcher at PATH, e.g. another
+ *                    checkout's bin/dokrust (repeatable)
+ *   --gap MS         pause before each timed run (default 0), so that each
+ *                    start finds the kernel idle rather than just after
+ *                    the previous container (see docs/BENCHMARKS.md)
+ *
+ * Wall time is spawn to exit, with performance.now().  CPU is user +
+ * system time from the rusage of the waited-for process, which takes in
+ * the children it reaped (the whole tree).  Peak memory is measured apart,
+ * after the timed runs, with `/usr/bin/time -f %M` (the max RSS of the
+ * largest process of the tree): Bun's own rusage figure is no use here,
+ * because a child it spawns starts out charged with Bun's resident set.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+const TOP = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const FIXTURE = `${TOP}/test/fixtures/cache/busybox`;
+
+interface Options {
+  runs: number;
+  warmup: number;
+  concurrency: number;
+  rounds: number;
+  gap: number;
+  source: boolean;
+  compare: string[];
+  dokrust: string;
+  runc: string;
+}
+
+/** One timed start. */
+interface Sample {
+  ms: number;
+  cpuMs: number;
+}
+
+const TIME = "/usr/bin/time";
+const MEMORY_RUNS = 5;
+
+/** A way of starting the container: a name and the argv of run n. */
+interface Contender {
+  name: string;
+  argv: (n: number) => string[];
+  env?: Record<string, string>;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      runs: { type: "string" },
+      warmup: { type: "string" },
+      concurrency: { type: "string" },
+      rounds: { type: "string" },
+      gap: { type: "string" },
+      source: { type: "boolean" },
+      compare: { type: "string", multiple: true },
+      dokrust: { type: "string" },
+      runc: { type: "string" },
+    },
+  });
+  const int = (v: string | undefined, fallback: number, name: string): number => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} ${v}: not a whole number`);
+    return n;
+  };
+  const concurrency = int(values.concurrency, 1, "concurrency") || 1;
+  return {
+    runs: int(values.runs, concurrency > 1 ? 50 : 40, "runs") || 1,
+    warmup: int(values.warmup, 3, "warmup"),
+    concurrency,
+    rounds: int(values.rounds, 3, "rounds") || 1,
+    gap: int(values.gap, 0, "gap"),
+    source: values.source ?? false,
+    compare: values.compare ?? [],
+    dokrust: values.dokrust ?? `${TOP}/bin/dokrust`,
+    runc: values.runc ?? Bun.which("runc") ?? "runc",
+  };
+}
+
+/** Exits with a message when something the benchmark needs is missing. */
+function checkPrerequisites(options: Options): void {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push("root (both runtimes create namespaces, cgroups and mounts)");
+  if (!existsSync(options.runc)) missing.push(`runc (${options.runc}; apt-get install runc)`);
+  if (!existsSync(`${FIXTURE}/bin/true`)) missing.push(`the busybox fixture (sh test/fixtures/build.sh --busybox-only)`);
+  if (missing.length > 0) {
+    process.stderr.write(`bench: needs ${missing.join(", ")}\n`);
+    process.exit(2);
+  }
+}
+
+/**
+ * The OCI bundle: `runc spec` patched to what the dokrust command line
+ * asks for (the command, no terminal, hostname dokka, a writable root, a
+ * cgroup namespace), keeping runc's default mounts and namespaces.
+ */
+async function makeBundle(runc: string, dir: string): Promise<void> {
+  // cp -a: links, modes and owners as they are.
+  mkdirSync(`${dir}/rootfs`);
+  const copy = Bun.spawnSync(["cp", "-a", `${FIXTURE}/.`, `${dir}/rootfs/`], { stderr: "pipe" });
+  if (copy.exitCode !== 0) throw new Error(`copying the busybox rootfs failed: ${copy.stderr.toString().trim()}`);
+  const spec = Bun.spawnSync([runc, "spec"], { cwd: dir, stderr: "pipe" });
+  if (spec.exitCode !== 0) throw new Error(`runc spec failed: ${spec.stderr.toString().trim()}`);
+  const config = JSON.parse(readFileSync(`${dir}/config.json`, "utf8"));
+  config.process.args = ["/bin/true"];
+  config.process.terminal = false;
+  config.hostname = "dokka";
+  config.root = { path: "rootfs", readonly: false };
+  const namespaces: Array<{ type: string }> = config.linux.namespaces;
+  if (!namespaces.some((ns) => ns.type === "cgroup")) namespaces.push({ type: "cgroup" });
+  writeFileSync(`${dir}/config.json`, `${JSON.stringify(config, null, 2)}\n`);
+}
+
+/**
+ * Whether bin/dokrust would run the compiled bundle: the test the launcher
+ * makes (every source named in dist/dokrust-sources.sh is older than that
+ * file, which scripts/bundle.sh dates to the start of the build).
+ */
+function bundleIsFresh(): boolean {
+  const list = `${TOP}/dist/dokrust-sources.sh`;
+  if (process.env.DOKRUST_NO_BUNDLE || !existsSync(`${TOP}/dist/dokrust`) || !existsSync(list)) return false;
+  const stamp = statSync(list).mtimeMs;
+  const names = /^dokrust_sources='([^']*)'$/m.exec(readFileSync(list, "utf8"))?.[1]?.split(" ").filter(Boolean) ?? [];
+  return names.length > 0 && names.every((f) => existsSync(`${TOP}/${f}`) && statSync(`${TOP}/${f}`).mtimeMs < stamp);
+}
+
+async function runOnce(c: Contender, n: number): Promise<Sample> {
+  const start = performance.now();
+  const proc = Bun.spawn(c.argv(n), {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { ...process.env, ...c.env },
+  });
+  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  const ms = performance.now() - start;
+  if (code !== 0) throw new Error(`${c.name} run ${n} exited with ${code}: ${stderr.trim()}`);
+  const usage = proc.resourceUsage();
+  const cpuMs = usage ? Number(usage.cpuTime.total) / 1000 : NaN;
+  return { ms, cpuMs };
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+const fmt = (v: number, digits = 1) => v.toFixed(digits).padStart(7);
+
+/** Runs one start of each contender in turn, `runs` times. */
+async function sequential(contenders: Contender[], options: Options, next: () => number): Promise<Map<string, Sample[]>> {
+  const samples = new Map(contenders.map((c) => [c.name, [] as Sample[]]));
+  for (let i = 0; i < options.warmup; i++) for (const c of contenders) await runOnce(c, next());
+  for (let i = 0; i < options.runs && !stopping; i++) {
+    // Alternate which one goes first, so neither always follows the other.
+    const order = i % 2 === 0 ? contenders : [...contenders].reverse();
+    for (const c of order) {
+      if (options.gap > 0) await Bun.sleep(options.gap);
+      samples.get(c.name)!.push(await runOnce(c, next()));
+    }
+  }
+  return samples;
+}
+
+/** `runs` starts of one contender, `concurrency` at a time; wall ms of the batch. */
+async function batch(c: Contender, options: Options, next: () => number, sink: Sample[]): Promise<number> {
+  let started = 0;
+  const start = performance.now();
+  const worker = async () => {
+    while (started < options.runs && !stopping) {
+      started++;
+      sink.push(await runOnce(c, next()));
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  return performance.now() - start;
+}
+
+/** Median max RSS (MiB) of a few runs under /usr/bin/time, or undefined without it. */
+function peakMemory(c: Contender, next: () => number): number | undefined {
+  if (!existsSync(TIME)) return undefined;
+  const values: number[] = [];
+  for (let i = 0; i < MEMORY_RUNS; i++) {
+    const run = Bun.spawnSync([TIME, "-f", "%M", ...c.argv(next())], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+      env: { ...process.env, ...c.env },
+    });
+    // time writes its line last, after whatever the command wrote.
+    const kib = Number(run.stderr.toString().trim().split("\n").pop());
+    if (run.exitCode !== 0 || !Number.isFinite(kib)) throw new Error(`${c.name} under ${TIME} failed: ${run.stderr.toString().trim()}`);
+    values.push(kib / 1024);
+  }
+  return quantile(values, 0.5);
+}
+
+function printSequential(samples: Map<string, Sample[]>, memory: Map<string, number | undefined>): void {
+  console.log(`${"".padEnd(16)} ${"median".padStart(7)} ${"p90".padStart(7)} ${"min".padStart(7)}  (ms wall) ${"CPU".padStart(7)} (ms) ${"max RSS".padStart(8)} (MiB)`);
+  for (const [name, list] of samples) {
+    const ms = list.map((s) => s.ms);
+    const cpu = quantile(list.map((s) => s.cpuMs), 0.5);
+    const rss = memory.get(name);
+    const rssText = rss === undefined ? "n/a".padStart(8) : rss.toFixed(1).padStart(8);
+    console.log(`${name.padEnd(16)} ${fmt(quantile(ms, 0.5))} ${fmt(quantile(ms, 0.9))} ${fmt(Math.min(...ms))}  ${"".padEnd(9)} ${fmt(cpu)}      ${rssText}`);
+  }
+  if ([...memory.values()].includes(undefined)) console.log(`(max RSS: ${TIME} is missing; apt-get install time)`);
+}
+
+function printRatios(medians: Map<string, number>, what: string): void {
+  const runc = medians.get("runc");
+  if (!runc) return;
+  for (const [name, value] of medians) {
+    if (name !== "runc") console.log(`ratio ${name}/runc (${what}): ${(value / runc).toFixed(2)}`);
+  }
+}
+
+let stopping = false;
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  checkPrerequisites(options);
+  const dir = mkdtempSync("/tmp/dokrust-test-bench-");
+  const runcRoot = `${dir}/runc-state`;
+  const ids = `dokrust-test-bench-${process.pid}`;
+  let counter = 0;
+  const next = () => counter++;
+  const onSignal = () => {
+    stopping = true;
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await makeBundle(options.runc, dir);
+    const dokrustName = bundleIsFresh() ? "dokrust" : "dokrust (source)";
+    const contenders: Contender[] = [
+      { name: dokrustName, argv: () => [options.dokrust, "-r", `${dir}/rootfs`, "--", "/bin/true"] },
+      { name: "runc", argv: (n) => [options.runc, "--root", runcRoot, "run", "--bundle", dir, `${ids}-${n}`] },
+    ];
+    if (options.source && dokrustName === "dokrust") {
+      contenders.push({ ...contenders[0]!, name: "dokrust (source)", env: { DOKRUST_NO_BUNDLE: "1" } });
+    }
+    console.log(`/bin/true in ${dir}/rootfs (busybox); ${cpuSummary()}`);
+    options.compare.forEach((path, i) => {
+      console.log(`compare${i + 1}: ${path}`);
+      contenders.push({ name: `compare${i + 1}`, argv: () => [path, "-r", `${dir}/rootfs`, "--", "/bin/true"] });
+    });
+    if (options.concurrency > 1) await concurrent(contenders, options, next);
+    else {
+      const gap = options.gap > 0 ? `, ${options.gap} ms apart` : "";
+      console.log(`${options.runs} runs each, alternating${gap}, after ${options.warmup} warm-up runs each`);
+      const samples = await sequential(contenders, options, next);
+      const memory = new Map(contenders.map((c) => [c.name, stopping ? undefined : peakMemory(c, next)]));
+      printSequential(samples, memory);
+      printRatios(new Map([...samples].map(([name, list]) => [name, quantile(list.map((s) => s.ms), 0.5)])), "median wall");
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    cleanup(options.runc, runcRoot, dir);
+  }
+}
+
+async function concurrent(contenders: Contender[], options: Options, next: () => number): Promise<void> {
+  console.log(`${options.runs} runs, ${options.concurrency} at a time, ${options.rounds} rounds per runtime, alternating`);
+  for (let i = 0; i < options.warmup; i++) for (const c of contenders) await runOnce(c, next());
+  const walls = new Map(contenders.map((c) => [c.name, [] as number[]]));
+  const samples = new Map(contenders.map((c) => [c.name, [] as Sample[]]));
+  for (let r = 0; r < options.rounds && !stopping; r++) {
+    const order = r % 2 === 0 ? contenders : [...contenders].reverse();
+    for (const c of order) walls.get(c.name)!.push(await batch(c, options, next, samples.get(c.name)!));
+  }
+  console.log(`${"".padEnd(16)} ${"batch".padStart(7)} ${"starts/s".padStart(9)}   per start: ${"median".padStart(7)} ${"p90".padStart(7)} (ms)`);
+  const medians = new Map<string, number>();
+  for (const c of contenders) {
+    const wall = quantile(walls.get(c.name)!, 0.5);
+    medians.set(c.name, wall);
+    const ms = samples.get(c.name)!.map((s) => s.ms);
+    console.log(`${c.name.padEnd(16)} ${fmt(wall, 0)} ${fmt((options.runs * 1000) / wall, 1).padStart(9)}   ${"".padEnd(11)} ${fmt(quantile(ms, 0.5))} ${fmt(quantile(ms, 0.9))}`);
+  }
+  printRatios(medians, "median batch wall");
+}
+
+function cpuSummary(): string {
+  const cpus = readFileSync("/proc/cpuinfo", "utf8").split("\n").filter((l) => l.startsWith("processor")).length;
+  return `${cpus} CPUs, kernel ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}`;
+}
+
+/** Removes what the runs may have left (runc deletes its containers on exit) and the bundle. */
+function cleanup(runc: string, runcRoot: string, dir: string): void {
+  let leftovers: string[] = [];
+  try {
+    leftovers = readdirSync(runcRoot);
+  } catch {
+    // runc never ran
+  }
+  for (const id of leftovers) {
+    Bun.spawnSync([runc, "--root", runcRoot, "delete", "--force", id], { stdout: "ignore", stderr: "ignore" });
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}
