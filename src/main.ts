@@ -21,6 +21,10 @@ async function main(argv: string[]): Promise<number> {
     const { runOci } = await import("./cli/oci.ts");
     return runOci(argv);
   }
+  if (argv[0] === "network") {
+    const { runNetworkCommand } = await import("./net/command.ts");
+    return runNetworkCommand(argv.slice(1));
+  }
   const { parseRunArgs, USAGE } = await import("./cli/dokrust.ts");
   const options = parseRunArgs(argv);
   if (!options) {

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import { capabilityName } from "../plan/linux.ts";
 import { parseQuota, type QuotaEntry } from "../cgroups/quota.ts";
+import { checkPorts, parseNetMode, parsePort, type NetMode, type PortSpec } from "../net/ports.ts";
 
 export const USAGE = `dokrust: run a command in a container
 
@@ -24,6 +25,8 @@ The original options:
                          by :: (cpu:cpu.cfs_quota_us:50000::pids:pids.max:20)
   -m, --mount SRC:DST    bind-mount a host path into the container; repeatable;
                          SRC:DST:ro for read-only
+  -k, --network NAME     put the running container NAME on the bridge network
+                         (with -p: and publish its ports), print its address
   -h, --help             show this help
 
 As with docker run:
@@ -38,13 +41,22 @@ As with docker run:
       --read-only        mount the root file system read-only
       --cap-add CAP      add a capability (NET_ADMIN, ALL, ...); repeatable
       --cap-drop CAP     drop a capability; repeatable
-      --name NAME        container name (shown by ps on the host; default: the id)
+      --name NAME        container name (shown by ps on the host, and the name
+                         other containers on its network reach it by)
+      --net MODE         bridge (default: own address on dokrust0, NAT),
+                         none (loopback only), host (the host's network),
+                         container:NAME (share NAME's network)
+  -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]
+                         publish a container port on the host; repeatable
       --rm               remove the container when it exits (always so for
                          containers in the foreground)
 
 Exit status: the command's; 125 when dokrust itself fails, 126 when the
 command cannot be executed, 127 when it is not found, 128+N when signal N
 killed it.
+
+dokrust network prune  remove what ended containers left on dokrust's networks
+                       (addresses, links, rules), and networks left unused
 
 OCI runtime commands (runc's command line): dokrust create|start|state|
 kill|delete|run|exec|ps|list|pause|resume|update|events|spec|features
@@ -74,6 +86,12 @@ export interface RunOptions {
   capAdd: string[];
   capDrop: string[];
   name?: string;
+  /** --net (default bridge). */
+  net: NetMode;
+  /** -p. */
+  ports: PortSpec[];
+  /** -k NAME: attach networking to that running container, run nothing. */
+  attach?: string;
 }
 
 const OPTIONS = {
@@ -96,6 +114,9 @@ const OPTIONS = {
   "cap-drop": { type: "string", multiple: true },
   name: { type: "string" },
   rm: { type: "boolean" },
+  network: { type: "string", short: "k" },
+  net: { type: "string" },
+  publish: { type: "string", short: "p", multiple: true },
 } as const;
 
 /** RFC 1123 host name: labels of letters, digits and hyphens. */
@@ -204,7 +225,10 @@ export function parseRunArgs(argv: string[]): RunOptions | undefined {
     readOnly: v["read-only"] ?? false,
     capAdd: capabilities(v["cap-add"], "--cap-add"),
     capDrop: capabilities(v["cap-drop"], "--cap-drop"),
+    net: parseNetMode(v.net ?? "bridge"),
+    ports: checkPorts((v.publish ?? []).map(parsePort)),
   };
+  if (v.network !== undefined) options.attach = v.network;
   if (v.rootfs !== undefined) options.rootfs = checkRootfs(resolve(v.rootfs));
   if (v.workdir !== undefined) options.workdir = v.workdir;
   if (v.user !== undefined) options.user = parseUser(v.user);

@@ -17,11 +17,12 @@
  * what it stands for (src/net/bridge.ts).  Files are replaced atomically
  * (temporary file + rename).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { DokrustError, fromNodeError } from "../errors.ts";
 import { tryLock } from "../native/libc.ts";
 import { ipv4Bytes } from "./netlink.ts";
 import type { PortSpec } from "./ports.ts";
+import { startTimeOf } from "./registry.ts";
 
 /** A process that owns something, told from a later one with its pid. */
 export interface Owner {
@@ -122,21 +123,6 @@ export function nextFree(subnet: string, taken: ReadonlySet<string>, cursor: num
 // ---------------------------------------------------------------------------
 // Owners.
 
-/** The start time of a process, or undefined when there is none. */
-export function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** The calling process as an owner. */
-export function selfOwner(): Owner {
-  return { pid: process.pid, startTime: startTimeOf(process.pid) ?? "" };
-}
-
 export function ownerAlive(owner: Owner): boolean {
   return startTimeOf(owner.pid) === owner.startTime;
 }
@@ -175,17 +161,29 @@ export class NetworkStore {
 
   /** Run `fn` holding the network's lock (waits for other holders). */
   async locked<T>(fn: () => Promise<T> | T, timeoutMs = 30_000): Promise<T> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const fd = openSync(`${this.dir}/lock`, "a", 0o600);
-    try {
-      const deadline = Date.now() + timeoutMs;
-      while (!tryLock(fd)) {
-        if (Date.now() > deadline) throw new DokrustError(`lock ${this.dir}/lock: another dokrust held it for ${timeoutMs / 1000} s`);
-        await Bun.sleep(2 + Math.random() * 5);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      const fd = openSync(`${this.dir}/lock`, "a", 0o600);
+      try {
+        while (!tryLock(fd)) {
+          if (Date.now() > deadline) throw new DokrustError(`lock ${this.dir}/lock: another dokrust held it for ${timeoutMs / 1000} s`);
+          await Bun.sleep(2 + Math.random() * 5);
+        }
+        // `network prune` may have removed the directory while we waited:
+        // then this lock guards nothing; start again on a fresh one.
+        if (this.#current(fd)) return await fn();
+      } finally {
+        closeSync(fd);
       }
-      return await fn();
-    } finally {
-      closeSync(fd);
+    }
+  }
+
+  #current(fd: number): boolean {
+    try {
+      return statSync(`${this.dir}/lock`).ino === fstatSync(fd).ino;
+    } catch {
+      return false;
     }
   }
 

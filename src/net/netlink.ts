@@ -289,7 +289,7 @@ export function decodeAck(message: Message): Ack {
   if (p.length < 4 + HEADER) throw new Error("netlink: short error message");
   const view = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const error = view.getInt32(0, true);
-  const ack: Ack = { errno: -error, seq: view.getUint32(12, true) };
+  const ack: Ack = { errno: error === 0 ? 0 : -error, seq: view.getUint32(12, true) };
   if (!(message.flags & NLM_F.ACK_TLVS)) return ack;
   const requestLength = view.getUint32(4, true);
   const start = message.flags & NLM_F.CAPPED ? 4 + HEADER : 4 + align(requestLength);

@@ -52,6 +52,7 @@ export interface PortRule {
   containerPort: number;
 }
 
+/** Interface names are strings to nft; table names are identifiers (checked by netConfig). */
 const quote = (name: string) => `"${name}"`;
 
 /**
@@ -60,7 +61,7 @@ const quote = (name: string) => `"${name}"`;
  * changes nothing and keeps the maps' elements (the published ports).
  */
 export function baseScript(net: NftNetwork): string {
-  const t = `ip ${quote(net.table)}`;
+  const t = `ip ${net.table}`;
   const br = quote(net.bridge);
   const lines = [
     `add table ${t}`,
@@ -70,7 +71,7 @@ export function baseScript(net: NftNetwork): string {
     `add map ${t} udp_ip { type ipv4_addr . inet_service : ipv4_addr . inet_service; }`,
     `add chain ${t} ports`,
     `add chain ${t} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
-    `add chain ${t} output { type nat hook output priority dstnat; policy accept; }`,
+    `add chain ${t} output { type nat hook output priority -100; policy accept; }`,
     `add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority filter; policy accept; }`,
     ...["ports", "prerouting", "output", "postrouting", "forward"].map((c) => `flush chain ${t} ${c}`),
@@ -115,7 +116,7 @@ function elementKey(rule: PortRule): { map: string; text: string } {
 export function publishScript(table: string, rules: readonly PortRule[]): string {
   return rules.map((r) => {
     const e = element(r);
-    return `create element ip ${quote(table)} ${e.map} { ${e.text} }\n`;
+    return `create element ip ${table} ${e.map} { ${e.text} }\n`;
   }).join("");
 }
 
@@ -123,14 +124,14 @@ export function publishScript(table: string, rules: readonly PortRule[]): string
 export function withdrawScript(table: string, rules: readonly PortRule[]): string {
   return rules.map((r) => {
     const e = elementKey(r);
-    return `delete element ip ${quote(table)} ${e.map} { ${e.text} }\n`;
+    return `delete element ip ${table} ${e.map} { ${e.text} }\n`;
   }).join("");
 }
 
 /** Remove the whole table (`dokrust network prune` of an unused network). */
 export function deleteTableScript(table: string): string {
   // "add" first so that deleting a table that is already gone is no error.
-  return `add table ip ${quote(table)}\ndelete table ip ${quote(table)}\n`;
+  return `add table ip ${table}\ndelete table ip ${table}\n`;
 }
 
 /** Where nft is, or undefined. */

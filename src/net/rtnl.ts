@@ -10,7 +10,7 @@
  * container's namespace, and every call on it acts there.
  */
 import { DokrustError, errnoName } from "../errors.ts";
-import { closeFd, inNetns, netlinkRecv, netlinkSend, NETLINK_ROUTE, openNetlink } from "../native/netlink-socket.ts";
+import { closeFd, inNetns, netlinkRecv, netlinkSend, NETLINK_ROUTE, openNetlink, openReadOnly } from "../native/netlink-socket.ts";
 import {
   AF_INET,
   attrMap,
@@ -120,6 +120,16 @@ export class Rtnl {
     return new Rtnl(fd);
   }
 
+  /** A socket in the network namespace of process `pid`. */
+  static openForPid(pid: number): Rtnl {
+    const ns = openReadOnly(`/proc/${pid}/ns/net`);
+    try {
+      return Rtnl.open(ns);
+    } finally {
+      closeFd(ns);
+    }
+  }
+
   close(): void {
     if (this.#fd >= 0) closeFd(this.#fd);
     this.#fd = -1;
@@ -190,9 +200,10 @@ export class Rtnl {
     return link.index;
   }
 
-  /** Create a bridge (down). */
-  createBridge(name: string): void {
+  /** Create a bridge (down), with a fixed MAC address if given. */
+  createBridge(name: string, mac?: Uint8Array): void {
     const attrs = [strAttr(IFLA.IFNAME, name), nestAttr(IFLA.LINKINFO, [strAttr(IFLA_INFO.KIND, "bridge")])];
+    if (mac) attrs.push({ type: IFLA.ADDRESS, value: mac });
     this.request(`create bridge ${name}`, RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL, encodeIfInfo(), attrs);
   }
 

@@ -12,6 +12,7 @@ import { CloneMode, Op, Report, type ExecutorReport, type Step } from "../plan/o
 import { specFromOptions, type HostFiles } from "../spec/from-options.ts";
 import type { Mount, Spec } from "../spec/types.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
+import type { PreparedNetwork } from "../net/setup.ts";
 
 export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
 
@@ -108,6 +109,8 @@ interface Started {
 
 /** Run a container in the foreground; resolves to dokrust's exit code. */
 export async function runForeground(options: RunOptions): Promise<number> {
+  const net = await import("../net/setup.ts");
+  if (options.attach !== undefined) return net.attachByName(options, stateRoot());
   // Web Crypto rather than node:crypto, whose loading costs ~4 ms at every start.
   const id = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const stateDir = `${stateRoot()}/${id}`;
@@ -116,6 +119,7 @@ export async function runForeground(options: RunOptions): Promise<number> {
   let signalsOn = false;
   const forward = (signal: NodeJS.Signals) => pending.forEach((f) => f(signal));
   const pending = new Set<(s: NodeJS.Signals) => void>();
+  let network: PreparedNetwork | undefined;
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     let spec: Spec;
@@ -149,13 +153,18 @@ export async function runForeground(options: RunOptions): Promise<number> {
       const size = libc.getWindowSize(1) ?? libc.getWindowSize(0);
       ctx.terminal = { sendFd: 3, rows: size?.rows || 24, cols: size?.cols || 80 };
     }
+    const extraFds = ttySockets ? [ttySockets[1]] : [];
+    network = await net.prepareNetwork(options, { id, stateDir, etcDir: `${stateDir}/etc`, stateRoot: stateRoot() });
+    net.applyNetwork(spec, network, 3 + extraFds.length);
+    if (network.nsFd !== undefined) extraFds.push(network.nsFd);
     const steps = compilePlan(spec, ctx);
     cgroup.create();
     cgroup.apply(spec.linux?.resources);
     cgroup.applyQuota(options.quota);
     for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
     signalsOn = true;
-    const started = await start(steps, options, ttySockets);
+    const started = await start(steps, options, ttySockets, extraFds);
+    network.started(started.pid);
     pending.add((signal) => {
       try {
         process.kill(started.pid, signal);
@@ -167,6 +176,7 @@ export async function runForeground(options: RunOptions): Promise<number> {
   } finally {
     if (signalsOn) for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
     try {
+      await network?.teardown();
       cgroup?.destroy();
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
@@ -174,12 +184,12 @@ export async function runForeground(options: RunOptions): Promise<number> {
   }
 }
 
-async function start(steps: Step[], options: RunOptions, ttySockets: [number, number] | undefined): Promise<Started> {
+async function start(steps: Step[], options: RunOptions, ttySockets: [number, number] | undefined, extraFds: number[]): Promise<Started> {
   const executor = spawnExecutor(steps, {
     stdin: options.interactive && !options.tty ? "inherit" : "ignore",
     stdout: options.tty ? "ignore" : "inherit",
     stderr: options.tty ? "ignore" : "inherit",
-    extraFds: ttySockets ? [ttySockets[1]] : [],
+    extraFds,
   });
   let pid = 0;
   let master: number | undefined;

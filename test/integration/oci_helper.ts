@@ -4,7 +4,7 @@
  * line.  DOKRUST_TEST_RUNTIME=runc points the same tests at runc, so a
  * wrong test cannot hide.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { defaultSpec } from "../../src/spec/defaults.ts";
 import type { Spec } from "../../src/spec/types.ts";
@@ -24,6 +24,7 @@ export class OciSession {
   readonly root = `/run/dokrust-test-${randomBytes(4).toString("hex")}`;
   readonly #bundles: string[] = [];
   readonly #ids = new Set<string>();
+  readonly #cgroups: string[] = [];
 
   /** A fresh container id, remembered for cleanup. */
   id(): string {
@@ -43,20 +44,33 @@ export class OciSession {
     spec.process!.args = ["sleep", "100"];
     spec.mounts!.push({ destination: "/out", type: "bind", source: `${dir}/out`, options: ["rbind", "rw"] });
     spec.linux!.cgroupsPath = `/dokrust-test-cg-${randomBytes(4).toString("hex")}`;
+    this.#cgroups.push(spec.linux!.cgroupsPath.slice(1));
     patch(spec, dir);
     writeFileSync(`${dir}/config.json`, JSON.stringify(spec, null, 2));
     return dir;
   }
 
-  /** Run the runtime with --root; stdio captured. */
-  async rt(args: string[], options: { cwd?: string; stdio?: Array<number | "pipe" | "ignore"> } = {}): Promise<Result> {
-    const extra = options.stdio ?? [];
-    const proc = Bun.spawn([...RUNTIME, "--root", this.root, ...args], {
-      cwd: options.cwd ?? "/",
-      stdio: ["ignore", "pipe", "pipe", ...extra],
-    });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    return { code, stdout, stderr };
+  /**
+   * Run the runtime with --root.  Output goes through files, not pipes: a
+   * created container inherits the runtime's stdio (as with runc) and
+   * would hold a pipe open long after the runtime exits.
+   */
+  async rt(args: string[], options: { cwd?: string; stdio?: number[] } = {}): Promise<Result> {
+    const dir = mkdtempSync("/tmp/dokrust-test-out-");
+    const out = openSync(`${dir}/stdout`, "w");
+    const err = openSync(`${dir}/stderr`, "w");
+    try {
+      const proc = Bun.spawn([...RUNTIME, "--root", this.root, ...args], {
+        cwd: options.cwd ?? "/",
+        stdio: ["ignore", out, err, ...(options.stdio ?? [])],
+      });
+      const code = await proc.exited;
+      return { code, stdout: readFileSync(`${dir}/stdout`, "utf8"), stderr: readFileSync(`${dir}/stderr`, "utf8") };
+    } finally {
+      closeSync(out);
+      closeSync(err);
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   /** Run and expect success. */
@@ -85,7 +99,7 @@ export class OciSession {
     const left = existsSync(this.root) ? readdirSync(this.root) : [];
     rmSync(this.root, { recursive: true, force: true });
     for (const dir of this.#bundles) rmSync(dir, { recursive: true, force: true });
-    const cgroups = leakedCgroups();
+    const cgroups = leakedCgroups(this.#cgroups, [...this.#ids]);
     const mounts = (await Bun.file("/proc/self/mountinfo").text()).split("\n").filter((l) => l.includes("dokrust-test-bundle"));
     if (left.length || cgroups.length || mounts.length) {
       throw new Error(`leaked: state ${left.join(",")} cgroups ${cgroups.join(",")} mounts ${mounts.join(",")}`);
@@ -93,21 +107,13 @@ export class OciSession {
   }
 }
 
-/** cgroup directories named dokrust-test-cg-* (or dokrust/dokrust-test-*) left behind. */
-export function leakedCgroups(): string[] {
+/** This session's cgroup directories (its cgroupsPath names, or dokrust/<id>) left behind. */
+export function leakedCgroups(names: readonly string[], ids: readonly string[]): string[] {
   const found: string[] = [];
   for (const h of readdirSync("/sys/fs/cgroup")) {
     const base = `/sys/fs/cgroup/${h}`;
-    let names: string[];
-    try {
-      names = readdirSync(base);
-    } catch {
-      continue;
-    }
-    for (const n of names) if (n.startsWith("dokrust-test-cg-")) found.push(`${base}/${n}`);
-    if (existsSync(`${base}/dokrust`)) {
-      for (const n of readdirSync(`${base}/dokrust`)) if (n.startsWith("dokrust-test-")) found.push(`${base}/dokrust/${n}`);
-    }
+    for (const n of names) if (existsSync(`${base}/${n}`)) found.push(`${base}/${n}`);
+    for (const id of ids) if (existsSync(`${base}/dokrust/${id}`)) found.push(`${base}/dokrust/${id}`);
   }
   return found;
 }

@@ -1,0 +1,140 @@
+/**
+ * Generates src/seccomp/syscalls.ts: the system call name → number tables
+ * the seccomp compiler resolves profile names with.  Run once, by hand,
+ * when the tables need refreshing; the output is committed.
+ *
+ *   node_modules/.bin/bun scripts/gen-syscalls.ts [> src/seccomp/syscalls.ts]
+ *
+ * It reads only this machine's kernel headers: the x86 ones
+ * (asm/unistd_64.h, unistd_32.h, unistd_x32.h) and the generic table
+ * (asm-generic/unistd.h) that arm64 uses, expanded by the C preprocessor
+ * with the __ARCH_WANT_* switches arm64's own asm/unistd.h sets.  Headers
+ * lag behind the running kernel, so the calls added since (numbers 451 and
+ * up, which every architecture shares since Linux 5.1) are appended from
+ * NEWER below where the headers lack them.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+const X86 = "/usr/include/x86_64-linux-gnu/asm";
+const X32_BIT = 0x40000000;
+
+/** Calls newer than the distribution's headers: number, name, ABIs that lack it. */
+const NEWER: Array<[number, string, string[]]> = [
+  [451, "cachestat", []],
+  [452, "fchmodat2", []],
+  // x86_64 only among the x86 ABIs (syscall_64.tbl marks it "64").
+  [453, "map_shadow_stack", ["x86", "x32"]],
+  [454, "futex_wake", []],
+  [455, "futex_wait", []],
+  [456, "futex_requeue", []],
+  [457, "statmount", []],
+  [458, "listmount", []],
+  [459, "lsm_get_self_attr", []],
+  [460, "lsm_set_self_attr", []],
+  [461, "lsm_list_modules", []],
+  [462, "mseal", []],
+  [463, "setxattrat", []],
+  [464, "getxattrat", []],
+  [465, "listxattrat", []],
+  [466, "removexattrat", []],
+  [467, "open_tree_attr", []],
+  [468, "file_getattr", []],
+  [469, "file_setattr", []],
+  [470, "listns", []],
+];
+
+/** `#define __NR_name value` lines → name → value text. */
+function defines(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of text.matchAll(/^#define\s+(__NR3264_\w+|__NR_\w+)\s+(.+?)\s*$/gm)) out.set(m[1]!, m[2]!);
+  return out;
+}
+
+/** Evaluate the few forms the headers use: N, (BASE + N), another macro. */
+function evaluate(macros: Map<string, string>, text: string, base: Record<string, number>): number | undefined {
+  const t = text.replace(/^\((.*)\)$/, "$1").trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const sum = /^(\w+)\s*\+\s*(\d+)$/.exec(t);
+  if (sum && base[sum[1]!] !== undefined) return base[sum[1]!]! + Number(sum[2]);
+  const ref = macros.get(t);
+  return ref === undefined ? undefined : evaluate(macros, ref, base);
+}
+
+function table(text: string, base: Record<string, number> = {}): Map<string, number> {
+  const macros = defines(text);
+  const out = new Map<string, number>();
+  for (const [macro, value] of macros) {
+    if (!macro.startsWith("__NR_") || macro === "__NR_syscalls") continue;
+    const nr = evaluate(macros, value, base);
+    if (nr !== undefined) out.set(macro.slice(5), nr);
+  }
+  return out;
+}
+
+function generic64(): Map<string, number> {
+  const wants = ["RENAMEAT", "NEW_STAT", "SET_GET_RLIMIT", "TIME32_SYSCALLS", "SYS_CLONE3", "MEMFD_SECRET"];
+  const args = ["-E", "-dM", "-D__BITS_PER_LONG=64", ...wants.map((w) => `-D__ARCH_WANT_${w}`), "-"];
+  const text = execFileSync("cc", args, { input: "#include <asm-generic/unistd.h>\n", encoding: "utf8" });
+  return table(text);
+}
+
+function withNewer(abi: string, t: Map<string, number>, offset = 0): Map<string, number> {
+  for (const [nr, name, lacking] of NEWER) {
+    if (!lacking.includes(abi) && !t.has(name)) t.set(name, nr + offset);
+  }
+  return t;
+}
+
+/** Runs of consecutive numbers as [first, "name name ..."], each line ≤ ~90 columns. */
+function runs(t: Map<string, number>, offset: number): string[] {
+  const byNr = [...t].map(([name, nr]) => [nr - offset, name] as const).sort((a, b) => a[0] - b[0]);
+  const lines: string[] = [];
+  let start = -2;
+  let names: string[] = [];
+  let next = -2;
+  const flush = () => {
+    if (names.length) lines.push(`    [${start}, "${names.join(" ")}"],`);
+  };
+  for (const [nr, name] of byNr) {
+    if (nr !== next || `${names.join(" ")} ${name}`.length > 80) {
+      flush();
+      start = nr;
+      names = [];
+    }
+    names.push(name);
+    next = nr + 1;
+  }
+  flush();
+  return lines;
+}
+
+const read = (f: string) => readFileSync(f, "utf8");
+const abis: Array<[string, string, Map<string, number>, number]> = [
+  ["x86_64", "x86_64 (asm/unistd_64.h)", withNewer("x86_64", table(read(`${X86}/unistd_64.h`))), 0],
+  ["x86", "i386 (asm/unistd_32.h)", withNewer("x86", table(read(`${X86}/unistd_32.h`))), 0],
+  ["x32", "x32 (asm/unistd_x32.h), less the x32 bit", withNewer("x32", table(read(`${X86}/unistd_x32.h`), { __X32_SYSCALL_BIT: X32_BIT }), X32_BIT), X32_BIT],
+  ["aarch64", "arm64 (asm-generic/unistd.h)", withNewer("aarch64", generic64()), 0],
+];
+
+const out = [
+  "/**",
+  " * System call numbers by ABI, generated by scripts/gen-syscalls.ts from this",
+  " * machine's kernel headers (plus the calls numbered 451 and up that the",
+  " * headers predate).  Do not edit by hand: rerun the script.",
+  " *",
+  " * Each table lists runs of consecutive numbers: [first number, names].",
+  " * x32 numbers are stored without the x32 bit (0x40000000), which the",
+  " * seccomp compiler adds back.",
+  " */",
+  "",
+  "/** One ABI's table: runs of consecutive system call numbers. */",
+  "export type SyscallRuns = ReadonlyArray<readonly [number, string]>;",
+  "",
+  "export const SYSCALL_RUNS: Readonly<Record<string, SyscallRuns>> = {",
+];
+for (const [abi, what, t, offset] of abis) {
+  out.push(`  // ${what}: ${t.size} calls`, `  ${abi}: [`, ...runs(t, offset), "  ],");
+}
+out.push("};", "");
+process.stdout.write(out.join("\n"));
