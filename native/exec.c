@@ -87,7 +87,7 @@
 #define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
 		  CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWTIME)
 #define OPT_FLAGS (DK_IN_ROOT | DK_MKDIR | DK_MKFILE | DK_IGNORE_MISSING | \
-		   DK_NO_SETGROUPS)
+		   DK_NO_SETGROUPS | DK_NO_CONSOLE)
 
 struct op {
 	uint32_t code;
@@ -231,7 +231,7 @@ static const char *const op_kinds[] = {
 	[DK_OP_PIVOT] = "",		[DK_OP_HOSTNAME] = "s",
 	[DK_OP_DOMAINNAME] = "s",	[DK_OP_WRITE] = "ssn",
 	[DK_OP_RLIMIT] = "nnn",		[DK_OP_IFUP] = "s",
-	[DK_OP_TTY] = "nnn",		[DK_OP_OPEN_FIFO] = "s",
+	[DK_OP_TTY] = "nnnn*",		[DK_OP_OPEN_FIFO] = "s",
 	[DK_OP_READY] = "",		[DK_OP_WAIT] = "",
 	[DK_OP_CAP_BOUNDING] = "n",	[DK_OP_USER] = "nnbn",
 	[DK_OP_CAPS] = "nnnn",		[DK_OP_NO_NEW_PRIVS] = "",
@@ -324,6 +324,9 @@ static int check_op(const struct op *op, int *found)
 		/* creating a target only makes sense inside the root */
 		return !(o & (DK_MKDIR | DK_MKFILE)) || (o & DK_IN_ROOT);
 	}
+	case DK_OP_TTY:
+		return op->nargs <= 4 &&
+		       (op->nargs < 4 || !(num_at(op, 3) & ~(uint64_t)DK_NO_CONSOLE));
 	case DK_OP_SECCOMP:
 		arg_at(op, 0, &len);
 		return len && len % 8 == 0 && len / 8 <= USHRT_MAX;
@@ -1086,14 +1089,17 @@ static int bind_console(int peer)
  * devpts instance; TIOCGPTPEER then opens the peer through the master
  * itself, not through a /dev/pts/N path that could be swapped.
  */
-static int op_tty(uint32_t step, unsigned char *p)
+static int op_tty(uint32_t step, const struct op *op)
 {
+	unsigned char *p = op->args;
 	int sock = (int)num(&p), unlock = 0, master, peer, ret = -1;
 	struct winsize ws;
+	uint64_t opts;
 
 	memset(&ws, 0, sizeof(ws));
 	ws.ws_row = (unsigned short)num(&p);
 	ws.ws_col = (unsigned short)num(&p);
+	opts = op->nargs > 3 ? num(&p) : 0;
 	master = resolve("/dev/pts/ptmx", O_RDWR | O_NOCTTY);
 	if (master < 0)
 		return fail("openat2");
@@ -1107,7 +1113,8 @@ static int op_tty(uint32_t step, unsigned char *p)
 		xclose(master);
 		return fail("ioctl");
 	}
-	if (take_tty(peer) == 0 && bind_console(peer) == 0) {
+	if (take_tty(peer) == 0 &&
+	    ((opts & DK_NO_CONSOLE) || bind_console(peer) == 0)) {
 		ret = send_fd(sock, master);
 		if (ret < 0)
 			fail("sendmsg");
@@ -1380,7 +1387,7 @@ static int run(uint32_t step)
 	case DK_OP_WRITE:	return op_write(p);
 	case DK_OP_RLIMIT:	return op_rlimit(p);
 	case DK_OP_IFUP:	return op_ifup(p);
-	case DK_OP_TTY:		return op_tty(step, p);
+	case DK_OP_TTY:		return op_tty(step, op);
 	case DK_OP_OPEN_FIFO:	return op_open_fifo(p);
 	case DK_OP_READY:
 		report(DK_REPORT_READY, step, 0, NULL);

@@ -91,10 +91,12 @@
 /* name: bring the network interface up (lo). */
 #define DK_OP_IFUP 22
 /*
- * u64 send_fd, u64 rows, u64 cols: open the root's /dev/pts/ptmx, make
- * the peer the controlling terminal and fds 0-2 (new session), bind it
- * over /dev/console, send the master over send_fd with SCM_RIGHTS, then
- * report DK_REPORT_TTY.
+ * u64 send_fd, u64 rows, u64 cols[, u64 opts]: open the root's
+ * /dev/pts/ptmx, make the peer the controlling terminal and fds 0-2 (new
+ * session), bind it over /dev/console (not with DK_NO_CONSOLE: a process
+ * exec'd into a running container must not touch the container's
+ * mounts), send the master over send_fd with SCM_RIGHTS, then report
+ * DK_REPORT_TTY.
  */
 #define DK_OP_TTY 23
 /* path: open a fifo (O_PATH) to wait on later with DK_OP_WAIT. */
@@ -138,6 +140,7 @@
 #define DK_MKFILE 0x4u        /* create the target as an empty file */
 #define DK_IGNORE_MISSING 0x8u /* a missing path is not an error */
 #define DK_NO_SETGROUPS 0x10u /* leave the supplementary groups alone */
+#define DK_NO_CONSOLE 0x20u   /* DK_OP_TTY: leave /dev/console alone */
 
 /* --- reports ------------------------------------------------------------ */
 

@@ -10,7 +10,18 @@ const OCI_COMMANDS = new Set([
   "pause", "resume", "update", "events", "spec", "features", "checkpoint", "restore",
 ]);
 
+/**
+ * The dokrust face's container commands (src/cli/detached/); list, kill
+ * and exec are runc's too, and go to runc's face when a global option
+ * (--root ...) comes before them.
+ */
+const DOKRUST_COMMANDS = new Set(["list", "kill", "exec", "logs", "attach", "stop", "rm", "wait", "internal"]);
+
 async function main(argv: string[]): Promise<number> {
+  if (DOKRUST_COMMANDS.has(argv[0] ?? "")) {
+    const { runDetachedCommand } = await import("./cli/detached/index.ts");
+    return runDetachedCommand(argv);
+  }
   const first = argv.find((a) => !a.startsWith("-"));
   const firstIndex = first === undefined ? -1 : argv.indexOf(first);
   const dashdash = argv.indexOf("--");
@@ -24,6 +35,10 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === "network") {
     const { runNetworkCommand } = await import("./net/command.ts");
     return runNetworkCommand(argv.slice(1));
+  }
+  if (argv[0] === "image" || argv[0] === "pull") {
+    const { runImage, runPull } = await import("./cli/image.ts");
+    return argv[0] === "image" ? runImage(argv.slice(1)) : runPull(argv.slice(1));
   }
   const { parseRunArgs, USAGE } = await import("./cli/dokrust.ts");
   const options = parseRunArgs(argv);

@@ -11,6 +11,7 @@ import { UsageError } from "../errors.ts";
 import { capabilityName } from "../plan/linux.ts";
 import { parseQuota, type QuotaEntry } from "../cgroups/quota.ts";
 import { checkPorts, parseNetMode, parsePort, type NetMode, type PortSpec } from "../net/ports.ts";
+import { parseSecurityOpts, type SecurityOptions } from "../seccomp/index.ts";
 
 export const USAGE = `dokrust: run a command in a container
 
@@ -18,7 +19,8 @@ Usage: dokrust [options] [-- <command> <argument>...]
 
 The original options:
   -r, --rootfs PATH      root file system (default ../rootfs; without it, a
-                         minimal read-only root made from the host's /usr)
+                         minimal read-only root made from the host's /usr),
+                         or an image name (dokrust image --help)
   -c, --command CMD      run CMD through /bin/sh -c (arguments after -- follow)
   -n, --hostname NAME    container hostname (default dokka)
   -q, --quota SPEC       cgroup quota controller:file:value, several joined
@@ -41,6 +43,9 @@ As with docker run:
       --read-only        mount the root file system read-only
       --cap-add CAP      add a capability (NET_ADMIN, ALL, ...); repeatable
       --cap-drop CAP     drop a capability; repeatable
+      --security-opt OPT seccomp=unconfined (no seccomp filter), seccomp=FILE (an
+                         OCI or docker seccomp profile instead of the default
+                         one), no-new-privileges; repeatable
       --name NAME        container name (shown by ps on the host, and the name
                          other containers on its network reach it by)
       --net MODE         bridge (default: own address on dokrust0, NAT),
@@ -48,6 +53,8 @@ As with docker run:
                          container:NAME (share NAME's network)
   -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]
                          publish a container port on the host; repeatable
+  -d, --detach           run in the background, print the container id
+                         (then: dokrust list|logs|attach|exec|stop|kill|wait|rm)
       --rm               remove the container when it exits (always so for
                          containers in the foreground)
 
@@ -70,6 +77,8 @@ export interface BindSpec {
 
 export interface RunOptions {
   rootfs?: string;
+  /** -r NAME naming an image (not a path): its name and the command as given (empty: none). */
+  image?: { name: string; args: string[]; shell: boolean };
   hostname: string;
   args: string[];
   quota: QuotaEntry[];
@@ -86,12 +95,18 @@ export interface RunOptions {
   capAdd: string[];
   capDrop: string[];
   name?: string;
+  /** -d: run in the background under a monitor; print the id. */
+  detach?: boolean;
+  /** --rm with -d: remove the container when it exits. */
+  autoRemove?: boolean;
   /** --net (default bridge). */
   net: NetMode;
   /** -p. */
   ports: PortSpec[];
   /** -k NAME: attach networking to that running container, run nothing. */
   attach?: string;
+  /** --security-opt; absent: the default seccomp profile, no no_new_privs. */
+  security?: SecurityOptions;
 }
 
 const OPTIONS = {
@@ -114,9 +129,11 @@ const OPTIONS = {
   "cap-drop": { type: "string", multiple: true },
   name: { type: "string" },
   rm: { type: "boolean" },
+  detach: { type: "boolean", short: "d" },
   network: { type: "string", short: "k" },
   net: { type: "string" },
   publish: { type: "string", short: "p", multiple: true },
+  "security-opt": { type: "string", multiple: true },
 } as const;
 
 /** RFC 1123 host name: labels of letters, digits and hyphens. */
@@ -229,13 +246,18 @@ export function parseRunArgs(argv: string[]): RunOptions | undefined {
     ports: checkPorts((v.publish ?? []).map(parsePort)),
   };
   if (v.network !== undefined) options.attach = v.network;
-  if (v.rootfs !== undefined) options.rootfs = checkRootfs(resolve(v.rootfs));
+  if (v.rootfs !== undefined && !existsSync(resolve(v.rootfs)) && /^[a-z0-9][a-z0-9._\-/:@]*$/i.test(v.rootfs)) {
+    options.image = { name: v.rootfs, args: v.command !== undefined ? args : rest, shell: v.command !== undefined };
+  } else if (v.rootfs !== undefined) options.rootfs = checkRootfs(resolve(v.rootfs));
   if (v.workdir !== undefined) options.workdir = v.workdir;
   if (v.user !== undefined) options.user = parseUser(v.user);
   if (v.cpus !== undefined) options.cpus = positiveNumber(v.cpus, "--cpus", false);
   if (v.memory !== undefined) options.memory = parseSize(v.memory, "--memory");
   if (v["pids-limit"] !== undefined) options.pidsLimit = positiveNumber(v["pids-limit"], "--pids-limit", true);
   if (v.name !== undefined) options.name = v.name;
+  if (v.detach) options.detach = true;
+  if (v.rm) options.autoRemove = true;
+  if (v["security-opt"] !== undefined) options.security = parseSecurityOpts(v["security-opt"]);
   return options;
 }
 

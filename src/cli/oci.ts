@@ -41,6 +41,9 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   resume: () => import("./commands/resume.ts"),
   spec: () => import("./commands/spec.ts"),
   features: () => import("./commands/features.ts"),
+  exec: () => import("./commands/exec.ts"),
+  update: () => import("./commands/update.ts"),
+  events: () => import("./commands/events.ts"),
 };
 
 const USAGE = `usage: dokrust [global options] COMMAND [options] [ID]

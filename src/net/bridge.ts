@@ -285,6 +285,8 @@ export interface Member {
   network: NetworkState;
   /** Leave the network: veth, ports, address, hosts entries. */
   leave(): Promise<string[]>;
+  /** Make `owner` (a detached container's pid) the owner from now on. */
+  handOver(owner: Owner): Promise<void>;
 }
 
 /** The host-side veth name of a container: dk + 12 hex digits of its key. */
@@ -320,7 +322,9 @@ export async function joinBridge(config: NetConfig, req: JoinRequest): Promise<M
         throw portError(err, req.ports);
       }
       refreshHosts(store);
-      return { allocation, network, leave: () => leaveBridge(config, allocation) };
+      const handOver = (owner: Owner) =>
+        store.locked(() => store.update((all) => all.map((a) => (a.key === allocation.key ? { ...a, owner } : a))));
+      return { allocation, network, leave: () => leaveBridge(config, allocation), handOver };
     });
   } finally {
     rtnl.close();

@@ -153,6 +153,21 @@ export class Rtnl {
     }
   }
 
+  /** Send a get request and return its one answer (undefined on ENODEV). */
+  get(what: string, type: number, body: Uint8Array, attrs: readonly Attr[]): Message | undefined {
+    const seq = ++this.#seq;
+    netlinkSend(this.#fd, encodeMessage({ type, flags: NLM_F.REQUEST, seq, body, attrs }));
+    for (;;) {
+      for (const m of this.#receive(what)) {
+        if (m.seq !== seq) continue;
+        if (m.type !== NLMSG.ERROR) return m;
+        const ack = decodeAck(m);
+        if (ack.errno === 19 /* ENODEV */) return undefined;
+        throw new NetlinkError(what, ack.errno || 71 /* EPROTO */, ack.message);
+      }
+    }
+  }
+
   /** Send a dump request and collect every answer until NLMSG_DONE. */
   dump(what: string, type: number, body: Uint8Array): Message[] {
     const seq = ++this.#seq;
@@ -189,9 +204,10 @@ export class Rtnl {
     return this.dump("list links", RTM.GETLINK, encodeIfInfo()).map(decodeLink);
   }
 
-  /** The link called `name`, or undefined. */
+  /** The link called `name`, or undefined (one get request, not a dump). */
   link(name: string): Link | undefined {
-    return this.links().find((l) => l.name === name);
+    const m = this.get(`look up link ${name}`, RTM.GETLINK, encodeIfInfo(), [strAttr(IFLA.IFNAME, name)]);
+    return m ? decodeLink(m) : undefined;
   }
 
   #index(name: string, what: string): number {

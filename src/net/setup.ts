@@ -34,6 +34,13 @@ export interface PreparedNetwork {
   started(pid: number): void;
   /** Undo everything; best effort, problems become warnings. */
   teardown(): Promise<void>;
+  /**
+   * For a container that outlives this dokrust (detached): make the
+   * container (pid) the owner of what its network holds, so that it is
+   * reclaimed after the container ends, and let go of the namespace fd;
+   * teardown() is then not called.
+   */
+  handOver(pid: number): Promise<void>;
 }
 
 interface Context {
@@ -58,15 +65,24 @@ export async function prepareNetwork(options: RunOptions, ctx: Context): Promise
   if (options.ports.length && options.net.kind !== "bridge" && options.net.kind !== "cni") {
     throw new UsageError(`-p needs a bridge network; --net ${netText(options)} has no ports of its own to publish`);
   }
-  const base = { hostNetwork: false, started: (pid: number) => record(options, ctx, pid), teardown: async () => {} };
+  const base = {
+    hostNetwork: false,
+    started: (pid: number) => record(options, ctx, pid),
+    teardown: async () => {},
+    handOver: async () => {},
+  };
   switch (options.net.kind) {
     case "none":
       return base;
     case "host":
       writeFileSync(`${ctx.etcDir}/resolv.conf`, readText("/etc/resolv.conf"));
       return { ...base, hostNetwork: true };
-    case "container":
-      return { ...base, nsFd: await joinContainer(ctx.stateRoot, options.net.name) };
+    case "container": {
+      const nsFd = await joinContainer(ctx.stateRoot, options.net.name);
+      const { closeFd } = await import("../native/netlink-socket.ts");
+      const release = async () => closeFd(nsFd);
+      return { ...base, nsFd, teardown: release, handOver: release };
+    }
     case "cni": {
       const { prepareCni } = await import("./cni.ts");
       return prepareCni(options, ctx, base);
@@ -107,6 +123,13 @@ async function prepareBridge(options: RunOptions, ctx: Context, base: Omit<Prepa
     ...base,
     nsFd,
     ip: member.allocation.ip,
+    async handOver(pid: number) {
+      try {
+        await member.handOver({ pid, startTime: startTimeOf(pid) ?? "" });
+      } finally {
+        closeFd(nsFd);
+      }
+    },
     async teardown() {
       try {
         warn(await member.leave());

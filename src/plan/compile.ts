@@ -43,6 +43,8 @@ export interface PlanContext extends MountHost {
   rootSetup?: Step[];
   /** The root is a fresh tmpfs mounted on `rootfs` (the built-in root). */
   tmpfsRoot?: boolean;
+  /** The root is an overlay of these directories mounted on `rootfs` (an image). */
+  overlayRoot?: { lower: string[]; upper: string; work: string };
   /** Compiled seccomp program (struct sock_filter array), if any. */
   seccomp?: { program: Uint8Array; flags: number };
   /** Kill the container when the executor's parent dies. */
@@ -125,6 +127,11 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
     // propagating back to the host.
     { op: Op.MOUNT, args: ["", "/", "", MS.REC | MS.PRIVATE, "", 0], what: "make the container's mounts private" },
   ];
+  if (ctx.overlayRoot) {
+    const { lower, upper, work } = ctx.overlayRoot;
+    const data = `lowerdir=${lower.join(":")},upperdir=${upper},workdir=${work}`;
+    steps.push({ op: Op.MOUNT, args: ["overlay", root, "overlay", 0, data, 0], what: `mount the image's overlay on ${root}` });
+  }
   if (ctx.tmpfsRoot) {
     steps.push({ op: Op.MOUNT, args: ["tmpfs", root, "tmpfs", MS.NOSUID | MS.NODEV, "mode=755,size=16m", 0], what: `mount tmpfs on ${root}` });
   }

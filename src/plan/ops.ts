@@ -49,6 +49,8 @@ export const Opt = {
   MKFILE: 0x4,
   IGNORE_MISSING: 0x8,
   NO_SETGROUPS: 0x10,
+  /** TTY: leave /dev/console alone (a process exec'd into a running container). */
+  NO_CONSOLE: 0x20,
 } as const;
 
 export const Report = {

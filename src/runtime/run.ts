@@ -9,10 +9,12 @@ import { defaultRootfs, type RunOptions } from "../cli/dokrust.ts";
 import { DokrustError, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, errnoName } from "../errors.ts";
 import { compilePlan, type PlanContext } from "../plan/compile.ts";
 import { CloneMode, Op, Report, type ExecutorReport, type Step } from "../plan/ops.ts";
+import { seccompForSpec } from "../seccomp/index.ts";
 import { specFromOptions, type HostFiles } from "../spec/from-options.ts";
 import type { Mount, Spec } from "../spec/types.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import type { PreparedNetwork } from "../net/setup.ts";
+import { markStarted, registerContainer } from "./dokrust-state.ts";
 
 export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
 
@@ -87,7 +89,7 @@ function isDirectory(path: string): boolean {
 }
 
 /** Exit code and message for a step that failed in the container. */
-function execFailure(steps: readonly Step[], report: ExecutorReport, arg0: string): DokrustError {
+export function execFailure(steps: readonly Step[], report: ExecutorReport, arg0: string): DokrustError {
   const op = steps[report.step]?.op;
   const name = errnoName(report.value);
   if (op === Op.FIND_EXEC && name === "ENOENT") {
@@ -101,6 +103,47 @@ function execFailure(steps: readonly Step[], report: ExecutorReport, arg0: strin
   return stepError(steps, report);
 }
 
+/**
+ * The spec and plan context of a dokrust-face container (foreground or
+ * detached): an image, the given root, or the built-in one made from the
+ * host's /usr; the seccomp filter.  Writes the /etc files under
+ * `stateDir`.  Returns the options as the image completed them.
+ */
+export async function containerInputs(
+  options: RunOptions,
+  stateDir: string,
+  base: Omit<PlanContext, "rootfs">,
+): Promise<{ spec: Spec; ctx: PlanContext; options: RunOptions }> {
+  const rootfs = options.rootfs ?? defaultRootfs();
+  let spec: Spec;
+  let ctx: PlanContext;
+  if (options.image) {
+    const { imageRun } = await import("../image/rootfs.ts");
+    const image = imageRun(options, stateDir);
+    options = image.options;
+    spec = specFromOptions(options, image.rootfs, writeEtcFiles(`${stateDir}/etc`, options.hostname, false));
+    ctx = { ...base, rootfs: image.rootfs, overlayRoot: image.overlay };
+  } else if (rootfs) {
+    spec = specFromOptions(options, rootfs, writeEtcFiles(`${stateDir}/etc`, options.hostname, false));
+    ctx = { ...base, rootfs };
+  } else {
+    process.stderr.write("dokrust: no rootfs given and no ../rootfs: using a minimal read-only root made from the host's /usr\n");
+    const root = `${stateDir}/rootfs`;
+    mkdirSync(root);
+    writeEtcFiles(`${stateDir}/etc`, options.hostname, true);
+    const builtin = builtinRoot(`${stateDir}/etc`);
+    spec = specFromOptions(options, root, undefined);
+    spec.mounts = [...(spec.mounts ?? []).filter((m) => !m.destination.startsWith("/etc/")), ...builtin.mounts];
+    ctx = { ...base, rootfs: root, tmpfsRoot: true, rootSetup: builtin.setup };
+  }
+  const seccomp = seccompForSpec(spec);
+  if (seccomp) {
+    for (const warning of seccomp.warnings) process.stderr.write(`dokrust: warning: ${warning}\n`);
+    ctx.seccomp = { program: seccomp.program, flags: seccomp.flags };
+  }
+  return { spec, ctx, options };
+}
+
 interface Started {
   executor: Executor;
   pid: number;
@@ -111,10 +154,10 @@ interface Started {
 export async function runForeground(options: RunOptions): Promise<number> {
   const net = await import("../net/setup.ts");
   if (options.attach !== undefined) return net.attachByName(options, stateRoot());
+  if (options.detach) return (await import("./detach.ts")).runDetached(options);
   // Web Crypto rather than node:crypto, whose loading costs ~4 ms at every start.
   const id = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const stateDir = `${stateRoot()}/${id}`;
-  const rootfs = options.rootfs ?? defaultRootfs();
   let cgroup: CgroupManager | undefined;
   let signalsOn = false;
   const forward = (signal: NodeJS.Signals) => pending.forEach((f) => f(signal));
@@ -122,30 +165,19 @@ export async function runForeground(options: RunOptions): Promise<number> {
   let network: PreparedNetwork | undefined;
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    let spec: Spec;
-    let ctx: PlanContext;
     cgroup = cgroupManager(`/dokrust-${id}`);
-    const base: Omit<PlanContext, "rootfs"> = {
+    const inputs = await containerInputs(options, stateDir, {
       base: process.cwd(),
       isDirectory,
       cgroupProcs: cgroup.procsFiles,
       cloneMode: CloneMode.WAIT,
       preserveFds: 0,
       pdeathsig: 9,
-    };
-    if (rootfs) {
-      spec = specFromOptions(options, rootfs, writeEtcFiles(`${stateDir}/etc`, options.hostname, false));
-      ctx = { ...base, rootfs };
-    } else {
-      process.stderr.write("dokrust: no rootfs given and no ../rootfs: using a minimal read-only root made from the host's /usr\n");
-      const root = `${stateDir}/rootfs`;
-      mkdirSync(root);
-      writeEtcFiles(`${stateDir}/etc`, options.hostname, true);
-      const builtin = builtinRoot(`${stateDir}/etc`);
-      spec = specFromOptions(options, root, undefined);
-      spec.mounts = [...(spec.mounts ?? []).filter((m) => !m.destination.startsWith("/etc/")), ...builtin.mounts];
-      ctx = { ...base, rootfs: root, tmpfsRoot: true, rootSetup: builtin.setup };
-    }
+    });
+    const { spec, ctx } = inputs;
+    options = inputs.options;
+    // state.json: `list` shows the container while it runs, and its --name is taken.
+    await registerContainer(stateRoot(), { id, spec, cgroupPath: `/dokrust-${id}`, options, detached: false });
     let ttySockets: [number, number] | undefined;
     if (options.tty) {
       const libc = await import("../native/libc.ts");
@@ -165,6 +197,7 @@ export async function runForeground(options: RunOptions): Promise<number> {
     signalsOn = true;
     const started = await start(steps, options, ttySockets, extraFds);
     network.started(started.pid);
+    markStarted(stateRoot(), id, started.pid);
     pending.add((signal) => {
       try {
         process.kill(started.pid, signal);

@@ -16,6 +16,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { DokrustError, fromNodeError, UsageError } from "../errors.ts";
 import type { Spec } from "../spec/types.ts";
+import type { DokrustFields } from "./dokrust-state.ts";
 
 export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
@@ -43,6 +44,10 @@ export interface StoredState extends Omit<OciState, "status"> {
   paused?: boolean;
   /** The config.json the container was created from. */
   config: Spec;
+  /** /proc/sys/kernel/random/boot_id when it started: a state from an earlier boot is stopped. */
+  bootId?: string;
+  /** What the dokrust face keeps (name, command, monitor); absent for OCI containers. */
+  dokrust?: DokrustFields;
 }
 
 /** runc's rule for container ids. */
@@ -133,8 +138,17 @@ function processStat(pid: number): string[] | undefined {
   return text.slice(text.lastIndexOf(")") + 2).split(" ");
 }
 
+let thisBoot: string | undefined;
+
+/** This boot's id (a pid and start time from another boot mean nothing). */
+export function bootId(): string {
+  thisBoot ??= readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  return thisBoot;
+}
+
 /** Whether the container's init process is still the one we started. */
-export function isAlive(state: Pick<StoredState, "pid" | "pidStartTime">): boolean {
+export function isAlive(state: Pick<StoredState, "pid" | "pidStartTime" | "bootId">): boolean {
+  if (state.bootId && state.bootId !== bootId()) return false;
   const stat = processStat(state.pid);
   if (!stat) return false;
   return stat[0] !== "Z" && stat[0] !== "X" && stat[19] === state.pidStartTime;

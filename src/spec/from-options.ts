@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { RunOptions } from "../cli/dokrust.ts";
 import { UsageError } from "../errors.ts";
 import { CAPABILITIES, DEFAULT_CAPABILITIES } from "../plan/linux.ts";
+import { profileForRun } from "../seccomp/index.ts";
 import { DEFAULT_DEVICE_RULES, DEFAULT_PATH, MASKED_PATHS, OCI_VERSION, READONLY_PATHS, defaultMounts } from "./defaults.ts";
 import type { Mount, Resources, Spec } from "./types.ts";
 
@@ -95,9 +96,12 @@ export function specFromOptions(options: RunOptions, rootfs: string, files: Host
     mounts.push({ source: m.source, destination: m.destination, type: "bind", options: opts });
   }
   const user = options.user ?? { uid: 0, gid: 0 };
+  // As docker: the default seccomp profile unless --security-opt says otherwise.
+  const seccomp = profileForRun(options.security?.seccomp ?? { kind: "default" }, caps);
   return {
     ociVersion: OCI_VERSION,
     process: {
+      ...(options.security?.noNewPrivileges ? { noNewPrivileges: true } : {}),
       terminal: options.tty,
       user: { uid: user.uid, gid: user.gid },
       args: options.args,
@@ -117,6 +121,7 @@ export function specFromOptions(options: RunOptions, rootfs: string, files: Host
       resources: resources(options),
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
+      ...(seccomp ? { seccomp } : {}),
     },
   };
 }

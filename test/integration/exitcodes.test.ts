@@ -103,6 +103,21 @@ describe.skipIf(!ready)("signals", () => {
     });
   }
 
+  // run.ts asks for a parent-death signal "when the executor's parent
+  // dies", but the PDEATHSIG step runs in the container, whose parent is
+  // the outer executor; nothing ties the outer executor to dokrust, so it
+  // and the container outlive a SIGKILLed dokrust (and the state dir and
+  // cgroup stay for good).  Needs native/exec.c (see report).
+  test.todo("when dokrust is killed with SIGKILL, the container dies with it", async () => {
+    const run = startDokrust(["-r", BUSYBOX, ...sh("echo ready; sleep 3")]);
+    await run.waitFor("ready");
+    const container = await findContainer(run);
+    process.kill(run.pid, "SIGKILL");
+    await run.result;
+    for (let i = 0; i < 100 && existsSync(`/proc/${container.pid}`); i++) await Bun.sleep(10);
+    expect(existsSync(`/proc/${container.pid}`)).toBe(false);
+  });
+
   test("a forwarded SIGTERM is ignored by a pid 1 without a trap, as by any pid 1", async () => {
     // sh (pid 1) ignores SIGTERM without a trap, as any pid 1 does; the
     // container ends when the test ends it from the host.

@@ -21,6 +21,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmdirSync,
   rmSync,
   statSync,
   watch,
@@ -176,9 +177,19 @@ export function start(argv: string[], options: StartOptions = {}): Running {
   };
 }
 
-/** Start dokrust in the background with this file's state root. */
+/**
+ * Start dokrust in the background with this file's state root.  Unless
+ * the arguments choose a network, the container gets `--net none`
+ * (loopback only): these tests are about everything but networking, and
+ * the default bridge network is host-wide state (a bridge, an nftables
+ * table) that test/integration/net.test.ts sets up under names of its own.
+ */
 export function startDokrust(args: string[], options: StartOptions = {}): Running {
-  return start([BIN, ...args], { ...options, env: { DOKRUST_ROOT: stateRoot(), ...options.env } });
+  const end = args.indexOf("--");
+  const own = end < 0 ? args : args.slice(0, end);
+  const choosesNet = own.some((a) => /^(--net|--network|-k)(=|$)/.test(a));
+  const net = choosesNet ? [] : ["--net", "none"];
+  return start([BIN, ...net, ...args], { ...options, env: { DOKRUST_ROOT: stateRoot(), ...options.env } });
 }
 
 /** Run dokrust to the end. */
@@ -191,11 +202,13 @@ export const haveScript = Bun.which("script") !== null;
 
 /**
  * Run a shell command line on a fresh pseudo-terminal (util-linux
- * `script`), dokrust being `$DOKRUST` in it.  Output comes back with the
+ * `script`), dokrust being `$DOKRUST` in it (with `--net none`, as
+ * startDokrust() gives it).  Output comes back with the
  * terminal's \r\n line ends.
  */
 export function startInPty(command: string, options: StartOptions = {}): Running {
-  const env = { DOKRUST_ROOT: stateRoot(), DOKRUST: BIN, TERM: "xterm", ...options.env };
+  // $DOKRUST is expanded unquoted: two words, as startDokrust() adds them
+  const env = { DOKRUST_ROOT: stateRoot(), DOKRUST: `${BIN} --net none`, TERM: "xterm", ...options.env };
   return start(["script", "-qec", command, "/dev/null"], { ...options, env });
 }
 
@@ -440,7 +453,6 @@ function subreaper(on: boolean): void {
 
 interface Snapshot {
   pids: Set<number>;
-  cgroups: Set<string>;
   mounts: string[];
   fixtures: string;
 }
@@ -479,7 +491,7 @@ function fixtureStamp(): string {
 }
 
 function snapshot(): Snapshot {
-  return { pids: new Set(processes().keys()), cgroups: new Set(dokrustCgroups()), mounts: ourMountLines(), fixtures: fixtureStamp() };
+  return { pids: new Set(processes().keys()), mounts: ourMountLines(), fixtures: fixtureStamp() };
 }
 
 /** The pids of our leaked processes: new descendants, and what sits in our cgroups. */
@@ -487,13 +499,7 @@ function leakedProcesses(base: Snapshot): number[] {
   const all = processes();
   const ours = new Set(descendants(process.pid, all).filter((p) => !base.pids.has(p)));
   for (const id of seenIds) {
-    for (const dir of dokrustCgroups().filter((d) => d.endsWith(`/dokrust-${id}`))) {
-      try {
-        for (const p of readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean)) ours.add(Number(p));
-      } catch {
-        // removed meanwhile
-      }
-    }
+    for (const dir of dokrustCgroups().filter((d) => d.endsWith(`/dokrust-${id}`))) for (const p of readPids(dir)) ours.add(p);
   }
   return [...ours].filter((p) => all.has(p));
 }
@@ -516,19 +522,28 @@ function describeProcess(pid: number): string {
   }
 }
 
+/** What the state root holds but its hidden files (the root's locks). */
+function containerEntries(): string[] {
+  return readdirSync(stateRootPath).filter((e) => !e.startsWith("."));
+}
+
 /** Everything this test left behind, one line each. */
 async function leaks(base: Snapshot): Promise<string[]> {
   const problems: string[] = [];
-  for (const entry of readdirSync(stateRootPath)) problems.push(`state root ${stateRootPath} still holds ${entry}`);
+  // Per-container state; the root's own lock files (.names.lock) stay by design.
+  for (const entry of containerEntries()) problems.push(`state root ${stateRootPath} still holds ${entry}`);
   const cgroups = await settle(
     () => [...seenIds].flatMap((id) => dokrustCgroups().filter((d) => d.endsWith(`/dokrust-${id}`))),
     500,
   );
   for (const dir of cgroups) problems.push(`cgroup ${dir} was not removed`);
-  // dokrust* cgroups that appeared but are not ours: other engineers run
-  // containers on this machine too; say so, without failing the test.
-  const strangers = await settle(() => dokrustCgroups().filter((d) => !base.cgroups.has(d) && !cgroups.includes(d) && ![...seenIds].some((id) => d.endsWith(id))), 1000);
-  if (strangers.length) console.warn(`note: cgroups not made by this test (another user of the machine?): ${strangers.join(", ")}`);
+  // the host end of a container's veth pair: dk + 12 hex digits of its id
+  for (const id of seenIds) {
+    const link = `dk${id.slice(0, 12)}`;
+    if (existsSync(`/sys/class/net/${link}`)) problems.push(`network link ${link} was not removed`);
+  }
+  // Other dokrust* cgroups are not looked at: other engineers run dokrust
+  // on this machine at the same time, and theirs come and go.
   const mounts = ourMountLines().filter((m) => !base.mounts.includes(m));
   for (const m of mounts) problems.push(`host mount left behind: ${m}`);
   const procs = await settle(() => leakedProcesses(base), 500);
@@ -537,8 +552,16 @@ async function leaks(base: Snapshot): Promise<string[]> {
   return problems;
 }
 
+function readPids(cgroupDir: string): number[] {
+  try {
+    return readFileSync(`${cgroupDir}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** Clean what a failed test left, so that the next test starts clean. */
-function cleanUp(base: Snapshot): void {
+async function cleanUp(base: Snapshot): Promise<void> {
   for (const p of leakedProcesses(base)) {
     try {
       process.kill(p, "SIGKILL");
@@ -546,7 +569,19 @@ function cleanUp(base: Snapshot): void {
       // gone
     }
   }
-  for (const entry of readdirSync(stateRootPath)) rmSync(`${stateRootPath}/${entry}`, { recursive: true, force: true });
+  for (const id of seenIds) {
+    for (const dir of dokrustCgroups().filter((d) => d.endsWith(`/dokrust-${id}`))) {
+      // the kernel frees a cgroup a moment after its last process is reaped
+      for (let i = 0; i < 50 && existsSync(dir); i++) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          await Bun.sleep(10);
+        }
+      }
+    }
+  }
+  for (const entry of containerEntries()) rmSync(`${stateRootPath}/${entry}`, { recursive: true, force: true });
 }
 
 function removeScratch(): void {
@@ -591,7 +626,7 @@ export function useLeakCheck(): void {
     try {
       problems = await leaks(base);
     } finally {
-      cleanUp(base);
+      await cleanUp(base);
       removeScratch();
     }
     expect(problems).toEqual([]);

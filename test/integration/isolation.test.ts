@@ -54,8 +54,8 @@ describe.skipIf(!ready)("isolation", () => {
       });
     });
 
-    test(`the network namespace holds only lo, and lo is up (${name})`, async () => {
-      const r = await dokrust(["-r", rootfs, ...sh("ls /sys/class/net; cat /sys/class/net/lo/flags; tail -n +3 /proc/net/dev | cut -d: -f1")]);
+    test(`with --net none the network namespace holds only lo, and lo is up (${name})`, async () => {
+      const r = await dokrust(["-r", rootfs, "--net", "none", ...sh("ls /sys/class/net; cat /sys/class/net/lo/flags; tail -n +3 /proc/net/dev | cut -d: -f1")]);
       expect(r.code).toBe(0);
       const [links, flags, ...devices] = r.stdout.trim().split("\n");
       expect(links).toBe("lo");
@@ -162,6 +162,7 @@ describe.skipIf(!ready)("isolation", () => {
       const [hostname, hosts, resolv, after] = r.stdout.split(/^--\n/m);
       expect(hostname).toBe("box\n");
       expect(hosts).toMatch(/^127\.0\.0\.1\s+localhost$/m);
+      // without a network of its own (--net none), the name is a loopback address
       expect(hosts).toMatch(/^127\.0\.1\.1\s+box$/m);
       // the host's resolvers, less the loopback ones the container cannot reach
       const hostResolv = existsSync("/etc/resolv.conf") ? readFileSync("/etc/resolv.conf", "utf8") : "";

@@ -131,6 +131,15 @@ describe.skipIf(!ready)("dokrust run", () => {
     expect(r.stdout).toBe("the default rootfs\n");
   });
 
+  test("-r takes a path relative to the working directory", async () => {
+    const rootfs = fixtureCopy();
+    const cwd = tempDir("cwd");
+    const r = await dokrust(["-r", `../${rootfs.split("/").pop()}`, ...sh("hostname")], { cwd });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("dokka\n");
+  });
+
   test("--help prints the usage with every option", async () => {
     const r = await dokrust(["--help"]);
     expect(r.code).toBe(0);

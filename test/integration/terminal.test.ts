@@ -55,7 +55,7 @@ describe.skipIf(!ready || !haveScript)("terminal", () => {
   });
 
   test("-it: raw mode while the container runs; the window size is set at start and follows SIGWINCH", async () => {
-    const script = "stty size; echo ready; read line; stty size";
+    const script = 'stty size; echo ready; while read line; do [ "$line" = q ] && exit 0; stty size; done';
     const run = startInPty(`stty rows 30 cols 100; stty -g; $DOKRUST -r ${q(BUSYBOX)} -it -- /bin/sh -c ${q(script)}; echo "rc=$?"; stty -g`, { stdin: "pipe" });
     await run.waitFor("ready");
     const container = await findContainer(run);
@@ -65,10 +65,14 @@ describe.skipIf(!ready || !haveScript)("terminal", () => {
     const during = Bun.spawnSync(["stty", "-F", hostTty, "-a"]).stdout.toString();
     expect(during).toContain("-icanon");
     expect(during).toMatch(/(^|\s)-echo(\s|$)/);
-    // Resizing the host terminal sends SIGWINCH to its foreground group.
+    // Resizing the host terminal sends SIGWINCH to its foreground group;
+    // ask the container for its size until the new one shows.
     expect(Bun.spawnSync(["stty", "-F", hostTty, "rows", "40", "cols", "120"]).exitCode).toBe(0);
-    await Bun.sleep(50);
-    run.write("go\r");
+    for (let i = 0; i < 100 && !/^40 120\r?$/m.test(run.stdout()); i++) {
+      run.write("size\r");
+      await Bun.sleep(20);
+    }
+    run.write("q\r");
     const r = await run.result;
     const out = lines(r.stdout);
     expect(out).toContain("30 100");

@@ -21,7 +21,19 @@ function states(root: string): OciState[] {
   return out;
 }
 
-export async function run(args: string[], globals: Globals): Promise<number> {
+/**
+ * The dokrust face (`dokrust list`, see src/cli/detached/) shows its own
+ * columns: name, short id, state, pid, created, command.
+ */
+async function dokrustList(root: string, format: string, quiet: boolean): Promise<void> {
+  const { listEntries, listRows } = await import("../detached/list-view.ts");
+  const entries = listEntries(root);
+  if (quiet) process.stdout.write(entries.map((e) => `${e.id}\n`).join(""));
+  else if (format === "json") process.stdout.write(`${JSON.stringify(entries)}\n`);
+  else process.stdout.write(table(listRows(entries)));
+}
+
+export async function run(args: string[], globals: Globals, face?: "dokrust"): Promise<number> {
   const { values, positionals } = parseCommand("list", args, {
     format: { type: "string", short: "f" },
     quiet: { type: "boolean", short: "q" },
@@ -29,6 +41,10 @@ export async function run(args: string[], globals: Globals): Promise<number> {
   if (positionals.length) throw new UsageError(`list: unexpected arguments: ${positionals.join(" ")}`);
   const format = values.format ?? "table";
   if (format !== "table" && format !== "json") throw new UsageError(`list --format: ${JSON.stringify(format)} is not table or json`);
+  if (face === "dokrust") {
+    await dokrustList(globals.root, format, values.quiet ?? false);
+    return 0;
+  }
   const all = states(globals.root);
   if (values.quiet) {
     process.stdout.write(all.map((s) => `${s.id}\n`).join(""));
