@@ -51,7 +51,8 @@ const cniNet: NetworkList = {
     {
       type: "bridge",
       bridge: cniBridge,
-      isGateway: true,
+      // not true: then the plugin turns on the host-wide net.ipv4.ip_forward
+      isGateway: false,
       ipMasq: false,
       ipam: { type: "host-local", subnet: haveCni ? cniSubnet() : "", dataDir: `${tmp}/cni`, routes: [{ dst: "0.0.0.0/0" }] },
     },

@@ -81,6 +81,7 @@
 #define MAX_OPS ((DK_PLAN_MAX - HEADER_LEN) / 8) /* an op is >= 8 bytes */
 #define MAX_ARGV 4096
 #define MAX_GROUPS 65536 /* the kernel's NGROUPS_MAX */
+#define MAX_CGROUPS 64	/* cgroup.procs files one container joins */
 #define BAD_STEP 0xffffffffu
 #define SKIP (-2) /* a missing path that the op may ignore */
 
@@ -480,7 +481,49 @@ static int resolve(const char *path, int flags)
  * again from the root, so a symlink planted meanwhile still cannot lead
  * out of the root.
  */
+static int mkdir_p_depth(const char *path, mode_t mode, int depth);
+
 static int mkdir_p(const char *path, mode_t mode)
+{
+	return mkdir_p_depth(path, mode, 0);
+}
+
+/*
+ * A component that exists but does not resolve is a dangling symlink.
+ * Like runc, follow it inside the root: build the path the link names
+ * (relative links from the component's parent) with the rest appended,
+ * and make that instead.  depth bounds symlink loops, as ELOOP does.
+ */
+static int follow_dangling(int parent, char *buf, size_t start, size_t i,
+			   size_t len, mode_t mode, int depth)
+{
+	char link[PATH_MAX], next[PATH_MAX];
+	const char *rest = i < len ? buf + i + 1 : "";
+	ssize_t n;
+	int w;
+
+	n = readlinkat(parent, buf + start, link, sizeof(link) - 1);
+	xclose(parent);
+	if (n < 0)
+		return fail("readlinkat");
+	link[n] = '\0';
+	if (depth >= 40) {
+		errno = ELOOP;
+		return fail("openat2");
+	}
+	if (link[0] == '/')
+		w = snprintf(next, sizeof(next), "%s/%s", link, rest);
+	else
+		w = snprintf(next, sizeof(next), "%.*s%s/%s", (int)start, buf,
+			     link, rest);
+	if (w < 0 || (size_t)w >= sizeof(next)) {
+		errno = ENAMETOOLONG;
+		return fail("openat2");
+	}
+	return mkdir_p_depth(next, mode, depth + 1);
+}
+
+static int mkdir_p_depth(const char *path, mode_t mode, int depth)
 {
 	char buf[PATH_MAX];
 	size_t len, i = 0, start;
@@ -507,12 +550,19 @@ static int mkdir_p(const char *path, mode_t mode)
 			buf[i] = '\0';
 			fd = resolve(buf, O_PATH | O_DIRECTORY);
 			if (fd < 0 && errno == ENOENT) {
-				if (mkdirat(parent, buf + start, mode) < 0 &&
-				    errno != EEXIST) {
-					xclose(parent);
-					return fail("mkdirat");
+				if (mkdirat(parent, buf + start, mode) < 0) {
+					if (errno != EEXIST) {
+						xclose(parent);
+						return fail("mkdirat");
+					}
+					fd = resolve(buf, O_PATH | O_DIRECTORY);
+					if (fd < 0 && errno == ENOENT)
+						return follow_dangling(parent, buf,
+								       start, i, len,
+								       mode, depth);
+				} else {
+					fd = resolve(buf, O_PATH | O_DIRECTORY);
 				}
-				fd = resolve(buf, O_PATH | O_DIRECTORY);
 			}
 			xclose(parent);
 			if (fd < 0)
@@ -604,18 +654,47 @@ static int missing(const char *path, uint64_t opts)
 
 /* --- outer ops --------------------------------------------------------- */
 
-static int op_cgroup_join(unsigned char *p)
-{
-	char n[24], *pid = fmt_u(n, sizeof(n), (uint64_t)getpid());
-	int fd = open(str(&p), O_WRONLY | O_CLOEXEC);
+/*
+ * Cgroups are joined by the container process, not the outer executor:
+ * the outer would otherwise count against the container's limits (a pids
+ * limit of 1 could never fork).  The op only records the file; the outer
+ * writes the child's pid into it right after the clone, before letting
+ * the child go on, and the child makes its cgroup namespace only then,
+ * so that namespace is rooted at the container's cgroup.
+ */
+static char *cgroup_files[MAX_CGROUPS];
+static uint32_t cgroup_steps[MAX_CGROUPS];
+static unsigned int ncgroups;
 
-	if (fd < 0)
-		return fail("open");
-	if (write_all(fd, pid, strlen(pid)) < 0) {
-		xclose(fd);
-		return fail("write");
+static int op_cgroup_join(uint32_t step, unsigned char *p)
+{
+	if (ncgroups == MAX_CGROUPS) {
+		errno = E2BIG;
+		return fail("plan");
 	}
-	close(fd);
+	cgroup_steps[ncgroups] = step;
+	cgroup_files[ncgroups++] = str(&p);
+	return 0;
+}
+
+/* Put pid into every recorded cgroup; on failure *step names the join. */
+static int join_cgroups(pid_t pid, uint32_t *step)
+{
+	char n[24], *text = fmt_u(n, sizeof(n), (uint64_t)pid);
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < ncgroups; i++) {
+		*step = cgroup_steps[i];
+		fd = open(cgroup_files[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return fail("open");
+		if (write_all(fd, text, strlen(text)) < 0) {
+			xclose(fd);
+			return fail("write");
+		}
+		close(fd);
+	}
 	return 0;
 }
 
@@ -730,6 +809,8 @@ static int op_clone(uint32_t step, unsigned char *p)
 	uint64_t flags = num(&p);
 	char *uid_map = str(&p), *gid_map = str(&p), *setgroups = str(&p);
 	uint64_t mode = num(&p);
+	uint64_t cgroupns = flags & CLONE_NEWCGROUP;
+	uint32_t failed = step;
 	int pfd[2], i;
 	pid_t pid;
 
@@ -742,6 +823,19 @@ static int op_clone(uint32_t step, unsigned char *p)
 			return fail("unshare");
 		flags &= ~(uint64_t)CLONE_NEWTIME;
 	}
+	flags &= ~cgroupns;	/* made by the child, after joining */
+	/*
+	 * Waiting, the outer dies with its parent, and the container's own
+	 * parent-death signal then takes the container down with it.
+	 */
+	if (mode == DK_CLONE_WAIT) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			return fail("prctl");
+		if (getppid() == 1) {
+			errno = ESRCH;
+			return fail("getppid");
+		}
+	}
 	/* Bun forwards signals to the container; the outer just waits. */
 	for (i = 0; i < (int)(sizeof(outer_ignored) / sizeof(int)); i++)
 		set_disposition(outer_ignored[i], SIG_IGN);
@@ -753,16 +847,19 @@ static int op_clone(uint32_t step, unsigned char *p)
 		return fail("clone");
 	if (pid == 0) {
 		child_wait(pfd);
+		if (cgroupns && unshare(CLONE_NEWCGROUP) < 0)
+			die(step, errno, "unshare");
 		return 0;
 	}
 	close(pfd[0]);
 	dbg("clone: child %d", (int)pid);
-	if (write_maps(pid, uid_map, gid_map, setgroups) < 0) {
+	if (join_cgroups(pid, &failed) < 0 ||
+	    (failed = step, write_maps(pid, uid_map, gid_map, setgroups)) < 0) {
 		int err = errno;
 
 		kill(pid, SIGKILL);
 		wait_status(pid);
-		die(step, err, fail_sc);
+		die(failed, err, fail_sc);
 	}
 	report(DK_REPORT_PID, step, pid, NULL);
 	(void)write_all(pfd[1], "G", 1);
@@ -1361,7 +1458,7 @@ static int run(uint32_t step)
 
 	dbg("step %u: op %u", step, op->code);
 	switch (op->code) {
-	case DK_OP_CGROUP_JOIN:	return op_cgroup_join(p);
+	case DK_OP_CGROUP_JOIN:	return op_cgroup_join(step, p);
 	case DK_OP_SETNS:	return op_setns(p);
 	case DK_OP_CLONE:	return op_clone(step, p);
 	case DK_OP_MOUNT:	return op_mount(p);

@@ -49,7 +49,9 @@ export function checkQuotaValue(entry: QuotaEntry): void {
   const numeric = NUMERIC_V1.has(entry.file) || entry.file === "pids.max";
   if (!numeric) return;
   if (entry.file === "pids.max" && entry.value === "max") return;
-  if (!/^-?\d+$/.test(entry.value)) {
+  // The kernel's memory files take k, m and g suffixes as well.
+  const pattern = entry.file.startsWith("memory.") && entry.file.endsWith("_in_bytes") ? /^(-1|\d+[kmg]?)$/i : /^-?\d+$/;
+  if (!pattern.test(entry.value)) {
     throw new UsageError(`-q ${entry.controller}:${entry.file}:${entry.value}: ${entry.file} takes a number, not ${JSON.stringify(entry.value)}`);
   }
 }

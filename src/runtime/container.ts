@@ -14,6 +14,7 @@ import { DokrustError, UsageError } from "../errors.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import { compilePlan, type PlanContext } from "../plan/compile.ts";
 import { CloneMode, Report } from "../plan/ops.ts";
+import { seccompForSpec } from "../seccomp/index.ts";
 import { DEFAULT_DEVICE_RULES, OCI_VERSION } from "../spec/defaults.ts";
 import { loadBundleSpec } from "../spec/load.ts";
 import type { DeviceRule, Resources, Spec } from "../spec/types.ts";
@@ -159,6 +160,11 @@ async function createLocked(options: CreateOptions, bundle: string, spec: Spec, 
       execFifo: fifo,
       preserveFds: options.preserveFds,
     };
+    const seccomp = seccompForSpec(spec);
+    if (seccomp) {
+      for (const warning of seccomp.warnings) logger.warn(`create ${options.id}: ${warning}`);
+      ctx.seccomp = { program: seccomp.program, flags: seccomp.flags };
+    }
     let pair: [number, number] | undefined;
     if (options.consoleSocket) {
       const fd = libc.connectUnix(options.consoleSocket);

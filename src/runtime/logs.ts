@@ -10,7 +10,7 @@
  * readable after the rename, so it reads that to its end and then opens
  * the new container.log.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 
 /** One record of the log. */
 export interface LogRecord {
@@ -108,12 +108,20 @@ export class LogFollower {
   poll(): LogRecord[] {
     const text = this.#readNew();
     if (this.#rotated()) {
-      // what the old file still held, then the new file from its start
+      // what the old file still held, a file rotated out since (when
+      // container.log.1 is not the old file), then the new file
       const last = this.#readNew();
+      const oldIno = this.#ino;
       closeSync(this.#fd);
       this.#fd = -1;
+      let between = "";
+      try {
+        if (statSync(`${this.#path}.1`).ino !== oldIno) between = readFileSync(`${this.#path}.1`, "utf8");
+      } catch {
+        // none
+      }
       this.openAt(0);
-      return this.#records(text + last + this.#readNew());
+      return this.#records(text + last + between + this.#readNew());
     }
     return this.#records(text);
   }

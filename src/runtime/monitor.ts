@@ -89,20 +89,35 @@ export async function startMonitor(options: MonitorOptions): Promise<MonitorHand
   const args = [monitorPath(), "-d", options.dir, "-x", executorPath(), "-c", "3", "-s", String(options.logMaxBytes)];
   if (options.tty) args.push("-t");
   if (options.interactive) args.push("-i");
-  const proc = Bun.spawn([...args, "--", ...options.exitCommand], {
-    stdio: ["pipe", "pipe", "inherit", "pipe"],
-    env: process.env,
-  });
+  // The control channel is a socket pair of our own: Bun would close a
+  // "pipe" stdin when the first monitor process exits.
+  const { closeFd, socketPair } = await import("../native/libc.ts");
+  const [control, theirs] = socketPair();
+  let proc;
+  try {
+    proc = Bun.spawn([...args, "--", ...options.exitCommand], {
+      stdio: [theirs, "pipe", "inherit", "pipe"],
+      env: process.env,
+    });
+  } finally {
+    closeFd(theirs);
+  }
   const [out, status] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
   const pid = Number(out.trim());
   if (status !== 0 || !(pid > 0)) {
+    closeFd(control);
     throw new DokrustError(`start the monitor ${args[0]} for ${options.dir}: it exited with status ${status}`);
   }
   const channel = proc.stdio[3] as unknown as number;
-  const control = proc.stdin;
+  let open = true;
   const end = async (text: string) => {
-    if (text) control.write(text);
-    await control.end();
+    if (!open) return;
+    open = false;
+    try {
+      if (text) writeAll(control, new TextEncoder().encode(text));
+    } finally {
+      closeFd(control);
+    }
   };
   return {
     pid,

@@ -76,26 +76,15 @@ const WITHOUT_TABLE = new Set([
  * them for every machine); not finding them is not worth a warning.
  */
 export const FOREIGN_SYSCALLS = new Set([
-  "arm_fadvise64_64",
-  "arm_sync_file_range",
-  "breakpoint",
-  "cacheflush",
-  "riscv_flush_icache",
-  "riscv_hwprobe",
-  "s390_guarded_storage",
-  "s390_pci_mmio_read",
-  "s390_pci_mmio_write",
-  "s390_runtime_instr",
-  "s390_sthyi",
-  "set_tls",
-  "spu_create",
-  "spu_run",
-  "subpage_prot",
-  "switch_endian",
-  "sync_file_range2",
-  "sys_debug_setcontext",
-  "usr26",
-  "usr32",
+  // arm
+  "arm_fadvise64_64", "arm_sync_file_range", "breakpoint", "cacheflush", "set_tls", "get_tls", "usr26", "usr32",
+  // powerpc, alpha, sparc, parisc, mips
+  "multiplexer", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "recv", "rtas", "send", "spu_create",
+  "spu_run", "subpage_prot", "swapcontext", "switch_endian", "sync_file_range2", "sys_debug_setcontext",
+  "syscall", "timerfd", "cachectl", "sysmips", "kern_features", "perfctr", "utrap_install",
+  // riscv, s390
+  "riscv_flush_icache", "riscv_hwprobe", "s390_guarded_storage", "s390_pci_mmio_read", "s390_pci_mmio_write",
+  "s390_runtime_instr", "s390_sthyi",
 ]);
 
 /** The SCMP_ARCH_* name of the machine dokrust runs on. */

@@ -79,10 +79,6 @@ export class Assembler {
     this.#push(code, k, jt === "next" ? NEXT : jt.id, jf === "next" ? NEXT : jf.id);
   }
 
-  goto(to: Label): void {
-    this.#push(BPF.JA, 0, to.id, NEXT);
-  }
-
   #push(code: number, k: number, jt: number, jf: number): void {
     this.#code.push(code);
     this.#k.push(k >>> 0);
@@ -125,7 +121,7 @@ export class Assembler {
     let changed = false;
     for (let i = 0; i < far.length; i++) {
       const code = this.#code[i]!;
-      if ((code & 0x07) !== 0x05 || code === BPF.JA) continue;
+      if ((code & 0x07) !== 0x05) continue;
       if (!(far[i]! & 1) && this.#distance(pos, i, this.#jt[i]!) > 255) {
         far[i]! |= 1;
         changed = true;
@@ -156,8 +152,7 @@ export class Assembler {
     for (let i = 0; i < far.length; i++) {
       const code = this.#code[i]!;
       const pc = pos[i]!;
-      if (code === BPF.JA) emit(pc, code, 0, 0, this.#distance(pos, i, this.#jt[i]!));
-      else if ((code & 0x07) !== 0x05) emit(pc, code, 0, 0, this.#k[i]!);
+      if ((code & 0x07) !== 0x05) emit(pc, code, 0, 0, this.#k[i]!);
       else {
         const [farT, farF] = [far[i]! & 1, far[i]! >> 1];
         const t = this.#distance(pos, i, this.#jt[i]!);

@@ -176,37 +176,35 @@ function filterFlags(flags: readonly string[] | undefined): number {
   return out;
 }
 
+/** The actions dokrust carries out → SECCOMP_RET_*; ERRNO and TRACE add errnoRet (default EPERM). */
+export const ACTIONS: Readonly<Record<string, number>> = {
+  SCMP_ACT_KILL: SECCOMP_RET.KILL_THREAD,
+  SCMP_ACT_KILL_THREAD: SECCOMP_RET.KILL_THREAD,
+  SCMP_ACT_KILL_PROCESS: SECCOMP_RET.KILL_PROCESS,
+  SCMP_ACT_TRAP: SECCOMP_RET.TRAP,
+  SCMP_ACT_ERRNO: SECCOMP_RET.ERRNO,
+  SCMP_ACT_TRACE: SECCOMP_RET.TRACE,
+  SCMP_ACT_LOG: SECCOMP_RET.LOG,
+  SCMP_ACT_ALLOW: SECCOMP_RET.ALLOW,
+};
+
 /** An action name (and errno) → SECCOMP_RET_* value. */
 export function actionRet(action: string, errnoRet: number | undefined, where: string): number {
-  const data = (fallback: number) => {
-    const n = errnoRet ?? fallback;
-    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new UsageError(`${where}: errnoRet ${n} is not a number from 0 to 65535`);
-    return n;
-  };
-  if (errnoRet !== undefined && action !== "SCMP_ACT_ERRNO" && action !== "SCMP_ACT_TRACE") {
-    throw new UsageError(`${where}: errnoRet is given but ${action} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)`);
+  if (action === "SCMP_ACT_NOTIFY") {
+    throw new UsageError(`${where}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which dokrust does not support`);
   }
-  switch (action) {
-    case "SCMP_ACT_KILL":
-    case "SCMP_ACT_KILL_THREAD":
-      return SECCOMP_RET.KILL_THREAD;
-    case "SCMP_ACT_KILL_PROCESS":
-      return SECCOMP_RET.KILL_PROCESS;
-    case "SCMP_ACT_TRAP":
-      return SECCOMP_RET.TRAP;
-    case "SCMP_ACT_ERRNO":
-      return (SECCOMP_RET.ERRNO | data(EPERM)) >>> 0;
-    case "SCMP_ACT_TRACE":
-      return (SECCOMP_RET.TRACE | data(EPERM)) >>> 0;
-    case "SCMP_ACT_LOG":
-      return SECCOMP_RET.LOG;
-    case "SCMP_ACT_ALLOW":
-      return SECCOMP_RET.ALLOW;
-    case "SCMP_ACT_NOTIFY":
-      throw new UsageError(`${where}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which dokrust does not support`);
-    default:
-      throw new UsageError(`${where}: unknown action ${JSON.stringify(action)}`);
+  const ret = ACTIONS[action];
+  if (ret === undefined) throw new UsageError(`${where}: unknown action ${JSON.stringify(action)}`);
+  const takesErrno = action === "SCMP_ACT_ERRNO" || action === "SCMP_ACT_TRACE";
+  if (!takesErrno) {
+    if (errnoRet !== undefined) {
+      throw new UsageError(`${where}: errnoRet is given but ${action} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)`);
+    }
+    return ret;
   }
+  const data = errnoRet ?? EPERM;
+  if (!Number.isInteger(data) || data < 0 || data > 0xffff) throw new UsageError(`${where}: errnoRet ${data} is not a number from 0 to 65535`);
+  return (ret | data) >>> 0;
 }
 
 /** The filter's architectures grouped by AUDIT_ARCH value, native first. */

@@ -5,8 +5,8 @@
  */
 import { UsageError } from "../errors.ts";
 import type { Seccomp, Spec } from "../spec/types.ts";
-import { nativeArch } from "./arch.ts";
-import { compileSeccomp, type CompiledSeccomp, type SeccompProfile } from "./compile.ts";
+import { ARCHES, nativeArch } from "./arch.ts";
+import { ACTIONS, FILTER_FLAGS, compileSeccomp, type CompiledSeccomp, type SeccompProfile } from "./compile.ts";
 import { capabilityKey, defaultProfile } from "./default.ts";
 import { precompileDefault } from "./precompiled.ts" with { type: "macro" };
 import { readProfileFile, resolveProfile, type ProfileFile } from "./profile.ts";
@@ -117,4 +117,16 @@ function toSpec(profile: SeccompProfile): Seccomp {
     return { ...rule, args };
   });
   return { ...profile, ...(syscalls ? { syscalls } : {}) } as Seccomp;
+}
+
+/** The seccomp part of the runtime-spec features document (`dokrust features`). */
+export function seccompFeatures(): Record<string, unknown> {
+  return {
+    enabled: true,
+    actions: Object.keys(ACTIONS),
+    operators: ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
+    archs: Object.keys(ARCHES),
+    knownFlags: Object.keys(FILTER_FLAGS),
+    supportedFlags: Object.keys(FILTER_FLAGS),
+  };
 }

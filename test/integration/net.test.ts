@@ -419,7 +419,9 @@ describe.skipIf(!ready || !existsSync("/usr/lib/cni/bridge"))("--net cni:NAME", 
   beforeAll(() => {
     mkdirSync(confDir, { recursive: true });
     const ipam = { type: "host-local", subnet: `10.${x}.0.0/24`, dataDir: `${confDir}/ipam`, routes: [{ dst: "0.0.0.0/0" }] };
-    const conf = { cniVersion: "0.4.0", name: "dokrust-test", plugins: [{ type: "bridge", bridge: cniBridge, isGateway: true, ipMasq: false, ipam }] };
+    // isGateway false: with it, the bridge plugin turns on the host-wide
+    // net.ipv4.ip_forward, which tests must not change.
+    const conf = { cniVersion: "0.4.0", name: "dokrust-test", plugins: [{ type: "bridge", bridge: cniBridge, isGateway: false, ipMasq: false, ipam }] };
     writeFileSync(`${confDir}/10-dokrust-test.conflist`, JSON.stringify(conf));
   });
 
@@ -430,6 +432,7 @@ describe.skipIf(!ready || !existsSync("/usr/lib/cni/bridge"))("--net cni:NAME", 
   });
 
   test("the plugins ADD the container to the network and DEL it when it ends", async () => {
+    const forwarding = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
     const r = await dokrust(["--net", "cni:dokrust-test", "--name", "cni1", "-r", BUSYBOX, ...sh("ip -4 -o addr show eth0; ip route; grep cni1 /etc/hosts")], { env });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -439,6 +442,7 @@ describe.skipIf(!ready || !existsSync("/usr/lib/cni/bridge"))("--net cni:NAME", 
     // host-local keeps one file per address it handed out: DEL removed it.
     expect(readdirSync(`${confDir}/ipam/dokrust-test`).filter((f) => f.startsWith("10."))).toEqual([]);
     expect(run(["ip", "-o", "link", "show", "master", cniBridge])).toBe("");
+    expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(forwarding);
   });
 
   test("an unknown CNI network is one line and exit 125", async () => {

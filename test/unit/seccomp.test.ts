@@ -9,7 +9,7 @@ import { BPF, Assembler, MAX_INSNS } from "../../src/seccomp/bpf.ts";
 import { ENOSYS, EPERM, SECCOMP_RET, compileSeccomp, type SeccompProfile } from "../../src/seccomp/compile.ts";
 import { defaultProfile } from "../../src/seccomp/default.ts";
 import { compareKernel, parseJsonExact, resolveProfile, type ProfileFile } from "../../src/seccomp/profile.ts";
-import { parseSecurityOpts, profileForRun, seccompForSpec } from "../../src/seccomp/index.ts";
+import { parseSecurityOpts, profileForRun, seccompFeatures, seccompForSpec } from "../../src/seccomp/index.ts";
 import { DEFAULT_CAPABILITIES } from "../../src/plan/linux.ts";
 import { defaultSpec } from "../../src/spec/defaults.ts";
 
@@ -492,5 +492,25 @@ describe("profile files", () => {
     const { program } = seccompForSpec(spec)!;
     expect(run(program, { nr: x86("ioctl"), args: [(1n << 63n) - 1n] })).toBe(errno(EPERM));
     expect(run(program, { nr: x86("ioctl"), args: [1n << 63n] })).toBe(SECCOMP_RET.ALLOW);
+  });
+
+  test("the precompiled default program is the one the compiler makes, and its profile cannot be changed", () => {
+    const profile = profileForRun({ kind: "default" }, DEFAULT_CAPABILITIES)!;
+    const spec = defaultSpec();
+    spec.linux!.seccomp = profile;
+    expect(seccompForSpec(spec)!.program).toEqual(compileSeccomp(defaultProfile(DEFAULT_CAPABILITIES)).program);
+    expect(Object.isFrozen(profile.syscalls![0]!.names)).toBe(true);
+    // Another capability set is compiled on the spot.
+    const admin = profileForRun({ kind: "default" }, [...DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])!;
+    expect(Object.isFrozen(admin)).toBe(false);
+    expect(admin.syscalls![0]!.names).toContain("mount");
+  });
+
+  test("seccompFeatures() lists what the compiler takes", () => {
+    const f = seccompFeatures();
+    expect(f.enabled).toBe(true);
+    expect(f.actions).not.toContain("SCMP_ACT_NOTIFY");
+    expect(f.archs).toContain("SCMP_ARCH_X32");
+    expect(f.supportedFlags).toEqual(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
   });
 });

@@ -55,7 +55,7 @@ async function follow(root: string, id: string, log: string, offset: number, pri
       const running = monitorRuns(state);
       for (const r of follower.poll()) printer.print(r);
       if (!running) return;
-      await Bun.sleep(100);
+      await Bun.sleep(25);
     }
   } finally {
     follower.close();

@@ -16,7 +16,6 @@
  * NAME is a name, an id, or an unambiguous prefix of an id.
  */
 import { UsageError } from "../../errors.ts";
-import { stateRoot } from "../../runtime/run.ts";
 import type { Globals } from "../commands/common.ts";
 
 type Command = { run(args: string[], globals: Globals, face?: "dokrust"): Promise<number> };
@@ -44,7 +43,9 @@ export async function runDetachedCommand(argv: string[]): Promise<number> {
   const load = name === undefined ? undefined : COMMANDS[name];
   if (!load) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
   if (process.getuid?.() !== 0) throw new UsageError(`dokrust ${name} must run as root (the containers' state is root's); try sudo`);
-  const globals: Globals = { root: stateRoot().replace(/\/+$/, "") || "/", logFormat: "text", debug: false };
+  // as src/runtime/run.ts stateRoot(), without loading what a start needs
+  const root = process.env.DOKRUST_ROOT || "/run/dokrust";
+  const globals: Globals = { root: root.replace(/\/+$/, "") || "/", logFormat: "text", debug: false };
   const mod = await load();
   return mod.run(args, globals, "dokrust");
 }
