@@ -55,7 +55,7 @@ export function pickManifest(manifests: Descriptor[], what: string): Descriptor 
 
 /** Read an OCI image layout directory. */
 export function readOciLayout(dir: string): ImagePlan {
-  const what = `OCI layout ${dir}`;
+  const what = `oci layout ${dir}`;
   const layout = parseJson(readFileSync(fileInside(dir, "oci-layout", what)), `${what}: oci-layout`) as { imageLayoutVersion?: unknown };
   if (typeof layout?.imageLayoutVersion !== "string") throw new DokrustError(`${what}: oci-layout has no imageLayoutVersion`);
   const index = checkIndex(parseJson(readFileSync(fileInside(dir, "index.json", what)), `${what}: index.json`), `${what}: index.json`);

@@ -35,29 +35,27 @@ const precompiled = new WeakMap<Seccomp, CompiledSeccomp>();
 
 function defaultForRun(capabilities: readonly string[]): Seccomp {
   if (PRECOMPILED.native !== nativeArch() || PRECOMPILED.key !== capabilityKey(capabilities)) return defaultProfile(capabilities);
-  const profile = deepFreeze(PRECOMPILED.profile);
+  const profile = PRECOMPILED.profile;
   if (!precompiled.has(profile)) {
-    const program = Uint8Array.from(Buffer.from(PRECOMPILED.program, "base64"));
+    freezeProfile(profile);
+    const program = Uint8Array.fromBase64(PRECOMPILED.program);
     precompiled.set(profile, { program, flags: PRECOMPILED.flags, warnings: [] });
   }
   return profile;
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.values(value).forEach(deepFreeze);
-    Object.freeze(value);
+/** Freeze a profile's objects and lists (not element by element: the name lists are long). */
+function freezeProfile(profile: Seccomp): void {
+  for (const rule of profile.syscalls ?? []) {
+    for (const arg of rule.args ?? []) Object.freeze(arg);
+    Object.freeze(rule.args);
+    Object.freeze(rule.names);
+    Object.freeze(rule);
   }
-  return value;
-}
-
-/** `--security-opt seccomp=...`: the default profile, none, or a file's. */
-export type SeccompChoice = { kind: "default" } | { kind: "unconfined" } | { kind: "file"; path: string; file: ProfileFile };
-
-/** The dokrust command line's --security-opt values. */
-export interface SecurityOptions {
-  seccomp: SeccompChoice;
-  noNewPrivileges: boolean;
+  Object.freeze(profile.syscalls);
+  Object.freeze(profile.architectures);
+  Object.freeze(profile.flags);
+  Object.freeze(profile);
 }
 
 /**

@@ -104,7 +104,7 @@ describe.skipIf(!ready)("bind mounts", () => {
   // dokrust should create the link's target inside the rootfs (as runc's
   // securejoin MkdirAll does) and mount there; native/exec.c's mkdir_p
   // instead fails with ENOENT on a dangling in-root symlink (see report).
-  test.todo("a target under a symlink to a path missing in the rootfs is created inside the rootfs", async () => {
+  test("a target under a symlink to a path missing in the rootfs is created inside the rootfs", async () => {
     const rootfs = fixtureCopy();
     const outside = tempDir("outside");
     const data = tempDir("data");
