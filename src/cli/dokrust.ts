@@ -101,6 +101,8 @@ export interface RunOptions {
   autoRemove?: boolean;
   /** --net (default bridge). */
   net: NetMode;
+  /** --net was not given: the bridge is only the default. */
+  netDefaulted: boolean;
   /** -p. */
   ports: PortSpec[];
   /** -k NAME: attach networking to that running container, run nothing. */
@@ -243,6 +245,7 @@ export function parseRunArgs(argv: string[]): RunOptions | undefined {
     capAdd: capabilities(v["cap-add"], "--cap-add"),
     capDrop: capabilities(v["cap-drop"], "--cap-drop"),
     net: parseNetMode(v.net ?? "bridge"),
+    netDefaulted: v.net === undefined,
     ports: checkPorts((v.publish ?? []).map(parsePort)),
   };
   if (v.network !== undefined) options.attach = v.network;

@@ -363,6 +363,14 @@ async function leaveBridge(config: NetConfig, allocation: Allocation): Promise<s
       const network = store.network();
       const problems = network ? release(rtnl, network, allocation) : [];
       store.update((all) => all.filter((a) => a.key !== allocation.key));
+      if (store.allocations().length === 0) {
+        // The last member left: the bridge, its nft table and the
+        // forwarding it asked for go too, so an idle host holds nothing
+        // of dokrust's.  The next container builds them again.
+        if (network) problems.push(...removeNetwork(rtnl, network));
+        rmSync(store.dir, { recursive: true, force: true });
+        return problems;
+      }
       refreshHosts(store);
       return problems;
     });

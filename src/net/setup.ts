@@ -87,8 +87,16 @@ export async function prepareNetwork(options: RunOptions, ctx: Context): Promise
       const { prepareCni } = await import("./cni.ts");
       return prepareCni(options, ctx, base);
     }
-    case "bridge":
+    case "bridge": {
+      const { nftPath } = await import("./nft.ts");
+      if (options.netDefaulted && !options.ports.length && !nftPath()) {
+        // The default network needs nftables for its NAT; a machine
+        // without it still runs containers, on loopback only.
+        process.stderr.write("dokrust: the nft tool is missing (package nftables): the container gets loopback only, as with --net none\n");
+        return base;
+      }
       return prepareBridge(options, ctx, base);
+    }
   }
 }
 

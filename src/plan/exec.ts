@@ -6,20 +6,26 @@
  *
  *   outer executor                        new process
  *   --------------                        -----------
- *   join the container's cgroups
- *   setns: user, ipc, uts, net, pid,
- *          cgroup, time, mnt
- *   clone (no new namespaces) ─────────▶  [terminal]
- *     WAIT: exit with its status          find the program, close fds
- *     DETACH: exit 0 at once              rlimits, bounding set, ids,
+ *   note the container's cgroups
+ *   setns: pid, time
+ *   clone (no new namespaces) ─────────▶  (waits)
+ *   put the child in the cgroups          setns: user, ipc, uts, net,
+ *     WAIT: exit with its status                 cgroup, mnt
+ *     DETACH: exit 0 at once              [terminal]
+ *                                         find the program, close fds
+ *                                         rlimits, bounding set, ids,
  *                                         capabilities, umask, cwd,
  *                                         no_new_privs, seccomp, execve
  *
- * Joining the pid namespace changes only the namespace of later
- * children, which is why the clone follows the setns steps: the child is
- * born a member of the container's pid namespace.  Joining the mount
- * namespace sets the root and working directory to the namespace's root,
- * which is the container's root since its init called pivot_root.
+ * The pid and time namespaces are joined by the outer executor: joining
+ * them changes only the namespaces of later children, so the clone that
+ * follows makes a member.  Every other namespace is joined by the new
+ * process itself, because the outer must keep the host's view: it writes
+ * the child's pid into the host's cgroup files after the clone (the
+ * executor's CGROUP_JOIN contract), which needs the host's mount and user
+ * namespaces.  Joining the mount namespace sets the root and working
+ * directory to the namespace's root, which is the container's root since
+ * its init called pivot_root.
  *
  * Usage (src/runtime/exec.ts does this for both faces):
  *
@@ -34,14 +40,20 @@ import { execCandidates } from "./compile.ts";
 import { NAMESPACE_FLAGS, RLIMITS, capabilityMask } from "./linux.ts";
 import { CloneMode, Op, Opt, type Step } from "./ops.ts";
 
+/** Namespaces the outer executor joins before the clone (they apply to children). */
+export const OUTER_NAMESPACES = ["pid", "time"] as const;
+
 /**
- * The order namespaces are joined in.  The user namespace comes first:
- * it grants the capabilities needed to join the others it owns.  The
- * mount namespace comes last, because the later paths are
+ * Namespaces the new process joins, in order.  The user namespace comes
+ * first: it grants the capabilities needed to join the others it owns.
+ * The mount namespace comes last, because the paths before it are
  * /proc/<host pid>/ns/..., which the container's own /proc (mounted for
  * its pid namespace) cannot resolve.
  */
-export const EXEC_NAMESPACE_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"] as const;
+export const CHILD_NAMESPACES = ["user", "ipc", "uts", "network", "cgroup", "mount"] as const;
+
+/** Every namespace type exec joins (when the container has its own). */
+export const EXEC_NAMESPACE_ORDER = [...OUTER_NAMESPACES, ...CHILD_NAMESPACES] as const;
 
 /** The /proc/<pid>/ns/ file name of each runtime-spec namespace type. */
 export const NS_FILES: Record<string, string> = {
@@ -77,22 +89,32 @@ export interface ExecContext {
   seccomp?: { program: Uint8Array; flags: number };
 }
 
-function joinSteps(ctx: ExecContext): Step[] {
-  const steps: Step[] = ctx.cgroupProcs.map((procs) => ({
-    op: Op.CGROUP_JOIN,
-    args: [procs],
-    what: `join cgroup ${procs.replace(/\/cgroup\.procs$/, "")}`,
-  }));
+function setnsSteps(ctx: ExecContext, types: readonly string[]): Step[] {
+  return types
+    .filter((type) => ctx.namespaces.includes(type))
+    .map((type) => {
+      const path = `/proc/${ctx.initPid}/ns/${NS_FILES[type]}`;
+      return { op: Op.SETNS, args: [path, NAMESPACE_FLAGS[type]!], what: `join the container's ${type} namespace ${path}` };
+    });
+}
+
+/** The outer executor's steps: cgroups to put the child in, pid and time namespaces, the clone. */
+function outerSteps(ctx: ExecContext): Step[] {
   for (const type of ctx.namespaces) {
     if (!(EXEC_NAMESPACE_ORDER as readonly string[]).includes(type)) {
       throw new UsageError(`exec: unknown namespace type ${JSON.stringify(type)}`);
     }
   }
-  for (const type of EXEC_NAMESPACE_ORDER) {
-    if (!ctx.namespaces.includes(type)) continue;
-    const path = `/proc/${ctx.initPid}/ns/${NS_FILES[type]}`;
-    steps.push({ op: Op.SETNS, args: [path, NAMESPACE_FLAGS[type]!], what: `join the container's ${type} namespace ${path}` });
-  }
+  const steps: Step[] = ctx.cgroupProcs.map((procs) => ({
+    op: Op.CGROUP_JOIN,
+    args: [procs],
+    what: `join cgroup ${procs.replace(/\/cgroup\.procs$/, "")}`,
+  }));
+  steps.push(...setnsSteps(ctx, OUTER_NAMESPACES), {
+    op: Op.CLONE,
+    args: [0, "", "", "", ctx.cloneMode],
+    what: `create the process in container ${ctx.initPid}'s namespaces`,
+  });
   return steps;
 }
 
@@ -159,12 +181,8 @@ export function compileExecPlan(spec: Spec, process: Process, ctx: ExecContext):
   checkProcess(process);
   const args = process.args!;
   const env = process.env ?? [];
-  const steps = joinSteps(ctx);
-  steps.push({
-    op: Op.CLONE,
-    args: [0, "", "", "", ctx.cloneMode],
-    what: `create the process in container ${ctx.initPid}'s namespaces`,
-  });
+  const steps = outerSteps(ctx);
+  steps.push(...setnsSteps(ctx, CHILD_NAMESPACES));
   if (ctx.terminal) {
     const { sendFd, rows, cols } = ctx.terminal;
     // The terminal op resolves /dev/pts/ptmx inside the root it is given.

@@ -15,9 +15,10 @@
  * The profile names calls of every ABI of the machine (x86_64, i386 and
  * x32 on an x86_64 host), so that 32-bit programs work as well.
  */
+import { DEFAULT_CAPABILITIES } from "../plan/linux.ts";
 import type { Seccomp, SeccompRule } from "../spec/types.ts";
 import { ARCHES, companionArches, nativeArch, syscallTable } from "./arch.ts";
-import { ENOSYS } from "./compile.ts";
+import { ENOSYS, compileSeccomp } from "./compile.ts";
 
 /** Calls any ordinary program may make, by purpose. */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
@@ -211,4 +212,27 @@ export function defaultProfile(capabilities: readonly string[], native: string =
       ...conditionalRules(caps).map((r) => ({ ...r, names: r.names.filter(known) })).filter((r) => r.names.length > 0),
     ],
   };
+}
+
+/** A compiled default profile, in a form a Bun macro can return (JSON). */
+export interface PrecompiledDefault {
+  /** SCMP_ARCH_* it was built for. */
+  native: string;
+  /** capabilityKey() of the capability set it was built for. */
+  key: string;
+  profile: Seccomp;
+  /** The program, base64. */
+  program: string;
+  flags: number;
+}
+
+/**
+ * The default profile for docker's default capability set, compiled: run
+ * as a Bun macro (see index.ts), at build time.
+ */
+export function precompileDefault(): PrecompiledDefault {
+  const native = nativeArch();
+  const profile = defaultProfile(DEFAULT_CAPABILITIES, native);
+  const { program, flags } = compileSeccomp(profile, { native });
+  return { native, key: capabilityKey(DEFAULT_CAPABILITIES), profile, program: Buffer.from(program).toString("base64"), flags };
 }

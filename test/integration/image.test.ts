@@ -340,7 +340,9 @@ describe.skipIf(!enabled || !haveRegistry)("pull from a registry on loopback", (
     makeMultiPlatform(layout);
     run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", `oci:${layout}:multi`, `docker://${registry!.address}/demo:multi`]);
     await ok(["pull", `${registry!.address}/demo:multi`]);
-    expect((await inspect(`${registry!.address}/demo:multi`)).id).toBe((await inspect("demo")).id);
+    const pulled = (await inspect(`${registry!.address}/demo:multi`)) as Inspected & { manifest: string };
+    const demo = (await inspect("demo")) as Inspected & { manifest: string };
+    expect(pulled.manifest).toBe(demo.manifest);
   });
 
   test("a tag the registry does not have", async () => {

@@ -12,8 +12,8 @@ import { createServer } from "node:net";
 import { BUSYBOX } from "./helpers.ts";
 
 /** Run a command; throw with its stderr when it fails. */
-export function run(argv: string[], cwd?: string): string {
-  const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe" });
+export function run(argv: string[]): string {
+  const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: exit ${r.exitCode}: ${r.stderr.toString()}`);
   return r.stdout.toString();
 }
@@ -118,10 +118,13 @@ export function writeLayout(layout: string, layer: Uint8Array, options: LayoutOp
  * multi-platform image, as registries serve manifest lists).
  */
 export function makeMultiPlatform(layout: string): void {
-  const index = JSON.parse(readFileSync(`${layout}/index.json`, "utf8")) as { manifests: Array<Record<string, unknown>> };
-  const real = { ...index.manifests[0]!, platform: { architecture: "amd64", os: "linux" } };
-  delete real.annotations;
-  const bogus = putBlob(layout, Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}'), "application/vnd.oci.image.manifest.v1+json");
+  const index = JSON.parse(readFileSync(`${layout}/index.json`, "utf8")) as { manifests: Array<{ mediaType: string; digest: string; size: number }> };
+  const { mediaType, digest, size } = index.manifests[0]!;
+  const real = { mediaType, digest, size, platform: { architecture: "amd64", os: "linux" } };
+  // The other platform's manifest: the same blobs, told apart by an annotation.
+  const manifest = JSON.parse(readFileSync(`${layout}/blobs/sha256/${String(real.digest).slice(7)}`, "utf8")) as Record<string, unknown>;
+  const other = Buffer.from(JSON.stringify({ ...manifest, annotations: { "dokrust-test.platform": "arm64" } }));
+  const bogus = putBlob(layout, other, "application/vnd.oci.image.manifest.v1+json");
   const nested = { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [{ ...bogus, platform: { architecture: "arm64", os: "linux" } }, real] };
   const nestedDesc = putBlob(layout, Buffer.from(JSON.stringify(nested)), nested.mediaType);
   const top = { schemaVersion: 2, manifests: [{ ...nestedDesc, annotations: { "org.opencontainers.image.ref.name": "multi" } }] };
@@ -173,10 +176,10 @@ export async function startRegistry(dir: string): Promise<{ address: string; sto
 export function startTokenProxy(registry: string): { address: string; tokensIssued: () => number; stop: () => void } {
   const token = "dokrust-test-token";
   let issued = 0;
-  const server = Bun.serve({
+  const server: ReturnType<typeof Bun.serve> = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    async fetch(request) {
+    async fetch(request): Promise<Response> {
       const url = new URL(request.url);
       if (url.pathname === "/token") {
         if (url.searchParams.get("service") !== "dokrust-test" || !url.searchParams.get("scope")?.startsWith("repository:")) {
@@ -186,7 +189,7 @@ export function startTokenProxy(registry: string): { address: string; tokensIssu
         return Response.json({ token });
       }
       if (request.headers.get("authorization") !== `Bearer ${token}`) {
-        const realm = `http://127.0.0.1:${server.port}/token`;
+        const realm: string = `http://127.0.0.1:${server.port}/token`;
         return new Response('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}', {
           status: 401,
           headers: { "www-authenticate": `Bearer realm="${realm}",service="dokrust-test",scope="repository:demo:pull"` },

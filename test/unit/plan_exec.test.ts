@@ -28,16 +28,16 @@ function proc(patch: (p: Process) => void = () => {}): Process {
 
 const ops = (steps: Step[]) => steps.map((s) => s.op);
 
-test("compileExecPlan() joins the cgroups, then the namespaces user first and mount last, then clones", () => {
+test("compileExecPlan() notes the cgroups, joins pid and time, clones, then the child joins user first and mount last", () => {
   const steps = compileExecPlan(spec(), proc(), { ...ctx, namespaces: [...ctx.namespaces, "user", "time"] });
   expect(steps.slice(0, 2).map((s) => s.args[0])).toEqual([...ctx.cgroupProcs]);
-  const joined = steps.filter((s) => s.op === Op.SETNS).map((s) => s.args[0]);
-  expect(joined).toEqual(["user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt"].map((n) => `/proc/4242/ns/${n}`));
-  const setnsMnt = steps.find((s) => s.args[0] === "/proc/4242/ns/mnt")!;
-  expect(setnsMnt.args[1]).toBe(CLONE.NEWNS);
-  const clone = steps[ops(steps).indexOf(Op.CLONE)]!;
-  expect(clone.args).toEqual([0, "", "", "", CloneMode.WAIT]);
-  expect(ops(steps).indexOf(Op.CLONE)).toBe(ops(steps).lastIndexOf(Op.SETNS) + 1);
+  const clone = ops(steps).indexOf(Op.CLONE);
+  expect(steps[clone]!.args).toEqual([0, "", "", "", CloneMode.WAIT]);
+  const setns = (from: number, to: number) => steps.slice(from, to).filter((s) => s.op === Op.SETNS).map((s) => s.args[0]);
+  expect(setns(0, clone)).toEqual(["pid", "time"].map((n) => `/proc/4242/ns/${n}`));
+  expect(setns(clone, steps.length)).toEqual(["user", "ipc", "uts", "net", "cgroup", "mnt"].map((n) => `/proc/4242/ns/${n}`));
+  expect(steps.find((s) => s.args[0] === "/proc/4242/ns/mnt")!.args[1]).toBe(CLONE.NEWNS);
+  expect(steps[clone + 7]!.op).toBe(Op.FIND_EXEC);
 });
 
 test("compileExecPlan() joins only the namespaces the container has of its own", () => {
@@ -55,7 +55,7 @@ test("compileExecPlan() sets the process up in order and execs it last", () => {
     p.rlimits = [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }];
     p.noNewPrivileges = true;
   }), { ...ctx, seccomp: { program: new Uint8Array(8), flags: 0 } });
-  const after = ops(steps).slice(ops(steps).indexOf(Op.CLONE) + 1);
+  const after = ops(steps).slice(ops(steps).lastIndexOf(Op.SETNS) + 1);
   expect(after).toEqual([
     Op.FIND_EXEC, Op.CLOSE_FDS, Op.RLIMIT, Op.CAP_BOUNDING, Op.USER, Op.CAPS, Op.UMASK, Op.CHDIR, Op.NO_NEW_PRIVS, Op.SECCOMP, Op.EXEC,
   ]);
@@ -91,9 +91,10 @@ test("compileExecPlan() leaves groups alone in a user namespace without gid mapp
 
 test("compileExecPlan() opens a terminal in the container's root without touching /dev/console", () => {
   const steps = compileExecPlan(spec(), proc(), { ...ctx, preserveFds: 2, terminal: { sendFd: 5, rows: 30, cols: 100 } });
-  const clone = ops(steps).indexOf(Op.CLONE);
-  expect(steps[clone + 1]).toMatchObject({ op: Op.ROOT, args: ["/"] });
-  expect(steps[clone + 2]).toMatchObject({ op: Op.TTY, args: [5, 30, 100, Opt.NO_CONSOLE] });
+  const afterJoin = ops(steps).lastIndexOf(Op.SETNS);
+  expect(steps[afterJoin]!.args[0]).toBe("/proc/4242/ns/mnt");
+  expect(steps[afterJoin + 1]).toMatchObject({ op: Op.ROOT, args: ["/"] });
+  expect(steps[afterJoin + 2]).toMatchObject({ op: Op.TTY, args: [5, 30, 100, Opt.NO_CONSOLE] });
   expect(steps.find((s) => s.op === Op.CLOSE_FDS)!.args).toEqual([5]);
   expect(() => encodePlan(steps)).not.toThrow();
 });
