@@ -311,8 +311,9 @@ export function compilePlan(spec: Spec, ctx: PlanContext): Step[] {
     steps.push({ op: Op.USER, args: [0, 0, new Uint8Array(0), Opt.NO_SETGROUPS], what: "become root in the user namespace" });
   }
   steps.push(...rootfsSteps(spec, ctx));
-  steps.push(...protectionSteps(spec));
+  // sysctls go in before readonlyPaths make /proc/sys read-only (runc's order).
   steps.push(...kernelSteps(spec, flags));
+  steps.push(...protectionSteps(spec));
   steps.push(...processSteps(spec, ctx, flags));
   return steps;
 }

@@ -7,7 +7,9 @@
  * driver but engines send that form when configured for one.  Without a
  * path the container gets `/dokrust/<id>`.
  */
+import type { CgroupLayout } from "../cgroups/mounts.ts";
 import { UsageError } from "../errors.ts";
+import type { CgroupMountSource } from "../plan/mounts.ts";
 
 /** Expand a systemd slice name into its parent chain. */
 function expandSlice(slice: string): string {
@@ -34,4 +36,20 @@ export function cgroupPathOf(cgroupsPath: string | undefined, id: string): strin
 export function cgroupAncestors(path: string): string[] {
   const parts = path.split("/").filter(Boolean);
   return parts.slice(0, -1).map((_, i) => `/${parts.slice(0, i + 1).join("/")}`);
+}
+
+/**
+ * What a `cgroup` mount in the container shows (see plan/mounts.ts): the
+ * container's directory in each v1 hierarchy, named as the host names
+ * its mount point, or on a v2 host the one unified directory.
+ */
+export function cgroupMountSources(layout: CgroupLayout, path: string): CgroupMountSource[] {
+  if (layout.mode === "v2") return layout.unified ? [{ name: "", source: `${layout.unified}${path}`, links: [] }] : [];
+  const out: CgroupMountSource[] = layout.v1.map((h) => {
+    const name = h.mount.slice(h.mount.lastIndexOf("/") + 1);
+    const links = name.includes(",") ? name.split(",") : [];
+    return { name, source: `${h.mount}${path}`, links };
+  });
+  if (layout.unified) out.push({ name: layout.unified.slice(layout.unified.lastIndexOf("/") + 1), source: `${layout.unified}${path}`, links: [] });
+  return out;
 }

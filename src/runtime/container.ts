@@ -10,6 +10,7 @@
 import { closeSync, existsSync, openSync, readSync, rmdirSync, rmSync, statSync, unlinkSync, constants as fsc } from "node:fs";
 import { resolve } from "node:path";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
+import { hostCgroupLayout } from "../cgroups/mounts.ts";
 import { DokrustError, UsageError } from "../errors.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import { compilePlan, type PlanContext } from "../plan/compile.ts";
@@ -18,7 +19,7 @@ import { seccompForSpec } from "../seccomp/index.ts";
 import { DEFAULT_DEVICE_RULES, OCI_VERSION } from "../spec/defaults.ts";
 import { loadBundleSpec } from "../spec/load.ts";
 import type { DeviceRule, Resources, Spec } from "../spec/types.ts";
-import { cgroupAncestors, cgroupPathOf } from "./cgroup-path.ts";
+import { cgroupAncestors, cgroupMountSources, cgroupPathOf } from "./cgroup-path.ts";
 import { runHooks } from "./hooks.ts";
 import { logger } from "./log.ts";
 import {
@@ -155,6 +156,7 @@ async function createLocked(options: CreateOptions, bundle: string, spec: Spec, 
       rootfs,
       base: bundle,
       isDirectory,
+      cgroupMounts: cgroupMountSources(hostCgroupLayout(), cgroupPath),
       cgroupProcs: cgroup.procsFiles,
       cloneMode: options.foreground ? CloneMode.WAIT : CloneMode.DETACH,
       execFifo: fifo,

@@ -147,10 +147,19 @@ export async function startExec(options: ExecOptions): Promise<ExecStarted> {
       ctx.terminal = { sendFd: 3 + options.preserveFds, rows: size?.height || host?.rows || 24, cols: size?.width || host?.cols || 80 };
     }
     const steps = compileExecPlan(state.config, options.process, ctx);
-    const executor = spawnExecutor(steps, { stdin: "inherit", stdout: "inherit", stderr: "inherit", extraFds });
-    const started = await awaitExec(executor, steps, options.process.args![0]!, pair && ((fd) => libc.receiveFd(fd)), pair?.[0]);
-    if (options.pidFile) writeFileSync(resolve(options.pidFile), String(started.pid), { mode: 0o644 });
-    return started;
+    // Raw before the process starts, as runc does: what it prints first
+    // must not meet the caller's line discipline (echo, \n → \r\n).
+    const raw = !!pair && process.stdin.isTTY;
+    if (raw) process.stdin.setRawMode(true);
+    try {
+      const executor = spawnExecutor(steps, { stdin: "inherit", stdout: "inherit", stderr: "inherit", extraFds });
+      const started = await awaitExec(executor, steps, options.process.args![0]!, pair && ((fd) => libc.receiveFd(fd)), pair?.[0]);
+      if (options.pidFile) writeFileSync(resolve(options.pidFile), String(started.pid), { mode: 0o644 });
+      return started;
+    } catch (err) {
+      if (raw) process.stdin.setRawMode(false);
+      throw err;
+    }
   } finally {
     for (const fd of ownFds) libc.closeFd(fd);
   }

@@ -35,11 +35,15 @@ export interface Arch {
   table: string;
 }
 
+function arch(name: string, audit: number, bits: 32 | 64, offset: number, table: string): Arch {
+  return { name, audit, bits, offset, table };
+}
+
 export const ARCHES: Readonly<Record<string, Arch>> = {
-  SCMP_ARCH_X86_64: { name: "SCMP_ARCH_X86_64", audit: AUDIT_ARCH.X86_64, bits: 64, offset: 0, table: "x86_64" },
-  SCMP_ARCH_X32: { name: "SCMP_ARCH_X32", audit: AUDIT_ARCH.X86_64, bits: 32, offset: X32_BIT, table: "x32" },
-  SCMP_ARCH_X86: { name: "SCMP_ARCH_X86", audit: AUDIT_ARCH.I386, bits: 32, offset: 0, table: "x86" },
-  SCMP_ARCH_AARCH64: { name: "SCMP_ARCH_AARCH64", audit: AUDIT_ARCH.AARCH64, bits: 64, offset: 0, table: "aarch64" },
+  SCMP_ARCH_X86_64: arch("SCMP_ARCH_X86_64", AUDIT_ARCH.X86_64, 64, 0, "x86_64"),
+  SCMP_ARCH_X32: arch("SCMP_ARCH_X32", AUDIT_ARCH.X86_64, 32, X32_BIT, "x32"),
+  SCMP_ARCH_X86: arch("SCMP_ARCH_X86", AUDIT_ARCH.I386, 32, 0, "x86"),
+  SCMP_ARCH_AARCH64: arch("SCMP_ARCH_AARCH64", AUDIT_ARCH.AARCH64, 64, 0, "aarch64"),
 };
 
 /**
@@ -77,13 +81,17 @@ const WITHOUT_TABLE = new Set([
  */
 export const FOREIGN_SYSCALLS = new Set([
   // arm
-  "arm_fadvise64_64", "arm_sync_file_range", "breakpoint", "cacheflush", "set_tls", "get_tls", "usr26", "usr32",
+  "arm_fadvise64_64", "arm_sync_file_range", "breakpoint", "cacheflush", "set_tls", "get_tls",
+  "usr26", "usr32",
   // powerpc, alpha, sparc, parisc, mips
-  "multiplexer", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "recv", "rtas", "send", "spu_create",
-  "spu_run", "subpage_prot", "swapcontext", "switch_endian", "sync_file_range2", "sys_debug_setcontext",
+  "multiplexer", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "recv", "rtas", "send",
+  "spu_create",
+  "spu_run", "subpage_prot", "swapcontext", "switch_endian", "sync_file_range2",
+  "sys_debug_setcontext",
   "syscall", "timerfd", "cachectl", "sysmips", "kern_features", "perfctr", "utrap_install",
   // riscv, s390
-  "riscv_flush_icache", "riscv_hwprobe", "s390_guarded_storage", "s390_pci_mmio_read", "s390_pci_mmio_write",
+  "riscv_flush_icache", "riscv_hwprobe", "s390_guarded_storage", "s390_pci_mmio_read",
+  "s390_pci_mmio_write",
   "s390_runtime_instr", "s390_sthyi",
 ]);
 
@@ -91,12 +99,13 @@ export const FOREIGN_SYSCALLS = new Set([
 export function nativeArch(): string {
   if (process.arch === "x64") return "SCMP_ARCH_X86_64";
   if (process.arch === "arm64") return "SCMP_ARCH_AARCH64";
-  throw new UsageError(`seccomp: dokrust has no system call table for this machine's architecture (${process.arch})`);
+  throw new UsageError(`seccomp: dokrust has no system call table for ${process.arch}`);
 }
 
 /** The ABIs that run natively beside `native` (docker's archMap). */
 export function companionArches(native: string): string[] {
-  return native === "SCMP_ARCH_X86_64" ? ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"] : [native];
+  if (native !== "SCMP_ARCH_X86_64") return [native];
+  return ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
 }
 
 /** Look an architecture up: an Arch, "no table" (warn and skip), or an error. */

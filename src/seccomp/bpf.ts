@@ -103,7 +103,8 @@ export class Assembler {
       if (!this.#growFarJumps(pos, far)) break;
     }
     if (pos[n]! > MAX_INSNS) {
-      throw new UsageError(`seccomp: the filter needs ${pos[n]} instructions, more than the kernel's limit of ${MAX_INSNS}`);
+      const why = `more than the kernel's limit of ${MAX_INSNS}`;
+      throw new UsageError(`seccomp: the filter needs ${pos[n]} instructions, ${why}`);
     }
     return this.#encode(pos, far);
   }

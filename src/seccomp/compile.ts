@@ -35,7 +35,8 @@
  */
 import { UsageError } from "../errors.ts";
 import type { Seccomp } from "../spec/types.ts";
-import { ARCHES, FOREIGN_SYSCALLS, X32_BIT, archByName, nativeArch, syscallTable, type Arch } from "./arch.ts";
+import { ARCHES, FOREIGN_SYSCALLS, X32_BIT, archByName, nativeArch, syscallTable } from "./arch.ts";
+import type { Arch } from "./arch.ts";
 import { Assembler, BPF, type Label, type Target } from "./bpf.ts";
 
 /** SECCOMP_RET_* (linux/seccomp.h); ERRNO and TRACE carry 16 bits of data. */
@@ -123,7 +124,7 @@ interface Section {
 }
 
 interface Part {
-  /** The ABI, or undefined for the x86_64 or x32 half of AUDIT_ARCH_X86_64 left out of the filter. */
+  /** The ABI; undefined for the half of AUDIT_ARCH_X86_64 left out of the filter. */
   arch: Arch | undefined;
   /** The call numbers that belong to this ABI: [first, end) ranges. */
   ranges: Array<[number, number]>;
@@ -142,10 +143,11 @@ interface Interval {
 const U64_MAX = (1n << 64n) - 1n;
 
 /** Compile a profile; throws UsageError for what cannot be honoured. */
-export function compileSeccomp(profile: SeccompProfile, options: CompileOptions = {}): CompiledSeccomp {
+export function compileSeccomp(profile: SeccompProfile, options: CompileOptions = {}) {
   const warnings: string[] = [];
-  const defaultRet = actionRet(profile.defaultAction, profile.defaultErrnoRet, "linux.seccomp.defaultAction");
-  const enosys = !["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"].includes(profile.defaultAction);
+  const { defaultAction, defaultErrnoRet } = profile;
+  const defaultRet = actionRet(defaultAction, defaultErrnoRet, "linux.seccomp.defaultAction");
+  const enosys = !["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"].includes(defaultAction);
   const sections = buildSections(profile, options.native ?? nativeArch(), warnings);
   addRules(profile, sections, defaultRet, warnings);
   const asm = new Assembler();
@@ -162,7 +164,9 @@ export function compileSeccomp(profile: SeccompProfile, options: CompileOptions 
     const intervals = decisionIntervals(section, defaultRet, enosys);
     emitTree(asm, intervals, 0, intervals.length - 1);
   });
-  if (profile.listenerPath) warnings.push("seccomp: listenerPath is ignored: no rule can notify a seccomp agent in dokrust");
+  if (profile.listenerPath) {
+    warnings.push("seccomp: listenerPath is ignored: dokrust has no seccomp agent to notify");
+  }
   return { program: asm.assemble(), flags: filterFlags(profile.flags), warnings };
 }
 
@@ -170,13 +174,15 @@ function filterFlags(flags: readonly string[] | undefined): number {
   let out = 0;
   for (const flag of flags ?? []) {
     const bit = FILTER_FLAGS[flag];
-    if (bit === undefined) throw new UsageError(`linux.seccomp.flags: ${flag} is not known to dokrust`);
+    if (bit === undefined) {
+      throw new UsageError(`linux.seccomp.flags: ${flag} is not known to dokrust`);
+    }
     out |= bit;
   }
   return out;
 }
 
-/** The actions dokrust carries out → SECCOMP_RET_*; ERRNO and TRACE add errnoRet (default EPERM). */
+/** The actions dokrust carries out → SECCOMP_RET_*; ERRNO and TRACE add errnoRet (EPERM). */
 export const ACTIONS: Readonly<Record<string, number>> = {
   SCMP_ACT_KILL: SECCOMP_RET.KILL_THREAD,
   SCMP_ACT_KILL_THREAD: SECCOMP_RET.KILL_THREAD,
@@ -191,19 +197,25 @@ export const ACTIONS: Readonly<Record<string, number>> = {
 /** An action name (and errno) → SECCOMP_RET_* value. */
 export function actionRet(action: string, errnoRet: number | undefined, where: string): number {
   if (action === "SCMP_ACT_NOTIFY") {
-    throw new UsageError(`${where}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which dokrust does not support`);
+    throw new UsageError(
+      `${where}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath); dokrust has none`,
+    );
   }
   const ret = ACTIONS[action];
   if (ret === undefined) throw new UsageError(`${where}: unknown action ${JSON.stringify(action)}`);
   const takesErrno = action === "SCMP_ACT_ERRNO" || action === "SCMP_ACT_TRACE";
   if (!takesErrno) {
     if (errnoRet !== undefined) {
-      throw new UsageError(`${where}: errnoRet is given but ${action} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)`);
+      throw new UsageError(
+        `${where}: errnoRet is given but ${action} returns no errno (only ERRNO and TRACE do)`,
+      );
     }
     return ret;
   }
   const data = errnoRet ?? EPERM;
-  if (!Number.isInteger(data) || data < 0 || data > 0xffff) throw new UsageError(`${where}: errnoRet ${data} is not a number from 0 to 65535`);
+  if (!Number.isInteger(data) || data < 0 || data > 0xffff) {
+    throw new UsageError(`${where}: errnoRet ${data} is not a number from 0 to 65535`);
+  }
   return (ret | data) >>> 0;
 }
 
@@ -212,8 +224,9 @@ function buildSections(profile: SeccompProfile, native: string, warnings: string
   const arches: Arch[] = [];
   for (const name of [native, ...(profile.architectures ?? [])]) {
     const arch = archByName(name);
-    if (arch === "no table") warnings.push(`seccomp: no system call table for ${name}; it is left out of the filter`);
-    else if (!arches.includes(arch)) arches.push(arch);
+    if (arch === "no table") {
+      warnings.push(`seccomp: no system call table for ${name}; it is left out of the filter`);
+    } else if (!arches.includes(arch)) arches.push(arch);
   }
   const sections: Section[] = [];
   for (const arch of arches) {
@@ -229,7 +242,8 @@ function buildSections(profile: SeccompProfile, native: string, warnings: string
     // x86_64 and x32 share AUDIT_ARCH_X86_64: the half not in the filter
     // is a foreign architecture.
     for (const arch of [ARCHES.SCMP_ARCH_X86_64!, ARCHES.SCMP_ARCH_X32!]) {
-      if (!section.parts.some((p) => p.arch === arch)) section.parts.push({ arch: undefined, ranges: rangesOf(arch), maxNr: -1 });
+      if (section.parts.some((p) => p.arch === arch)) continue;
+      section.parts.push({ arch: undefined, ranges: rangesOf(arch), maxNr: -1 });
     }
   }
   return sections;
@@ -244,11 +258,18 @@ function rangesOf(arch: Arch): Array<[number, number]> {
   return [[0, NR_END]];
 }
 
-function addRules(profile: SeccompProfile, sections: Section[], defaultRet: number, warnings: string[]): void {
+function addRules(
+  profile: SeccompProfile,
+  sections: Section[],
+  defaultRet: number,
+  warnings: string[],
+): void {
   const unknown = new Set<string>();
   (profile.syscalls ?? []).forEach((entry, i) => {
     const where = `linux.seccomp.syscalls[${i}]`;
-    if (!Array.isArray(entry.names) || entry.names.length === 0) throw new UsageError(`${where}: names is empty`);
+    if (!Array.isArray(entry.names) || entry.names.length === 0) {
+      throw new UsageError(`${where}: names is empty`);
+    }
     const ret = actionRet(entry.action, entry.errnoRet, where);
     const condSets = conditionSets(entry.args ?? [], where, warnings);
     for (const name of entry.names) {
@@ -282,13 +303,25 @@ function conditionSets(args: readonly SeccompArg[], where: string, warnings: str
   return shared ? conds.map((c) => [c]) : [conds];
 }
 
-const OPS = new Set(["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"]);
+/** Argument comparisons with `value`; MASKED_EQ: (argument & value) == valueTwo. */
+export const OPERATORS = [
+  "SCMP_CMP_NE",
+  "SCMP_CMP_LT",
+  "SCMP_CMP_LE",
+  "SCMP_CMP_EQ",
+  "SCMP_CMP_GE",
+  "SCMP_CMP_GT",
+  "SCMP_CMP_MASKED_EQ",
+] as const;
+const OPS = new Set<string>(OPERATORS);
 
 function condition(arg: SeccompArg, where: string, warnings: string[]): Cond {
   if (!Number.isInteger(arg.index) || arg.index < 0 || arg.index > 5) {
     throw new UsageError(`${where}: index ${arg.index} is not an argument number from 0 to 5`);
   }
-  if (!OPS.has(arg.op)) throw new UsageError(`${where}: unknown operator ${JSON.stringify(arg.op)}`);
+  if (!OPS.has(arg.op)) {
+    throw new UsageError(`${where}: unknown operator ${JSON.stringify(arg.op)}`);
+  }
   return {
     index: arg.index,
     op: arg.op,
@@ -305,14 +338,18 @@ export function u64(value: ArgValue, where: string, warnings: string[]): bigint 
     // 18446744073709551615 (2^64-1) reads back from JSON as 2^64.
     if (value === 2 ** 64) return U64_MAX;
     if (!Number.isSafeInteger(value) && value > 0) {
-      warnings.push(`seccomp: ${where}: ${value} is beyond 2^53 and may have been rounded when the JSON was read`);
+      warnings.push(`seccomp: ${where}: ${value} is beyond 2^53: reading JSON may have rounded it`);
     }
     v = BigInt(value);
   } else if (typeof value === "string") {
-    if (!/^\d+$/.test(value)) throw new UsageError(`${where}: ${JSON.stringify(value)} is not an unsigned integer`);
+    if (!/^\d+$/.test(value)) {
+      throw new UsageError(`${where}: ${JSON.stringify(value)} is not an unsigned integer`);
+    }
     v = BigInt(value);
   } else v = value;
-  if (v < 0n || v > U64_MAX) throw new UsageError(`${where}: ${v} is outside the unsigned 64-bit range`);
+  if (v < 0n || v > U64_MAX) {
+    throw new UsageError(`${where}: ${v} is outside the unsigned 64-bit range`);
+  }
   return v;
 }
 
@@ -329,9 +366,10 @@ function decisionIntervals(section: Section, defaultRet: number, enosys: boolean
     out.push({ first, leaf });
   };
   const defaultLeaf: Leaf = { kind: "ret", ret: defaultRet };
-  const regions = section.parts.flatMap((part) => part.ranges.map(([first, end]) => ({ first, end, part })));
+  const enosysLeaf: Leaf = { kind: "ret", ret: (SECCOMP_RET.ERRNO | ENOSYS) >>> 0 };
+  const regions = section.parts.flatMap((p) => p.ranges.map(([first, end]) => ({ first, end, p })));
   regions.sort((a, b) => a.first - b.first);
-  for (const { first, end, part } of regions) {
+  for (const { first, end, p: part } of regions) {
     if (!part.arch) {
       push(first, { kind: "ret", ret: SECCOMP_RET.KILL_PROCESS });
       continue;
@@ -342,7 +380,7 @@ function decisionIntervals(section: Section, defaultRet: number, enosys: boolean
       push(nr, rules ? ruleLeaf(rules, defaultRet) : defaultLeaf);
     }
     // Above the profile's highest call: calls newer than the profile.
-    const newer = enosys && part.maxNr >= 0 ? { kind: "ret" as const, ret: (SECCOMP_RET.ERRNO | ENOSYS) >>> 0 } : defaultLeaf;
+    const newer = enosys && part.maxNr >= 0 ? enosysLeaf : defaultLeaf;
     if (Math.max(first, named) < end) push(Math.max(first, named), newer);
   }
   return out;
@@ -423,7 +461,7 @@ function emitCondition(asm: Assembler, cond: Cond, bits: 32 | 64, fail: Label): 
 }
 
 /** GT/GE/LT/LE on one word: an upper word decides unless equal; the last word decides. */
-function emitOrder(asm: Assembler, op: string, k: number, last: boolean, pass: Label, fail: Label): void {
+function emitOrder(asm: Assembler, op: string, k: number, last: boolean, pass: Label, fail: Label) {
   const greater = op === "SCMP_CMP_GT" || op === "SCMP_CMP_GE";
   const [above, below] = greater ? [pass, fail] : [fail, pass];
   if (!last) {

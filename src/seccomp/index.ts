@@ -7,7 +7,8 @@
 import { UsageError } from "../errors.ts";
 import type { Seccomp, Spec } from "../spec/types.ts";
 import { ARCHES, nativeArch } from "./arch.ts";
-import { ACTIONS, FILTER_FLAGS, compileSeccomp, type CompiledSeccomp, type SeccompProfile } from "./compile.ts";
+import { ACTIONS, FILTER_FLAGS, OPERATORS, compileSeccomp } from "./compile.ts";
+import type { CompiledSeccomp, SeccompProfile } from "./compile.ts";
 import { capabilityKey, defaultProfile } from "./default.ts";
 import { precompileDefault } from "./default.ts" with { type: "macro" };
 import { readProfileFile, resolveProfile, type ProfileFile } from "./profile.ts";
@@ -15,7 +16,10 @@ import { readProfileFile, resolveProfile, type ProfileFile } from "./profile.ts"
 export type { CompiledSeccomp } from "./compile.ts";
 
 /** `--security-opt seccomp=...`: the default profile, none, or a file's. */
-export type SeccompChoice = { kind: "default" } | { kind: "unconfined" } | { kind: "file"; path: string; file: ProfileFile };
+export type SeccompChoice =
+  | { kind: "default" }
+  | { kind: "unconfined" }
+  | { kind: "file"; path: string; file: ProfileFile };
 
 /** The dokrust command line's --security-opt values. */
 export interface SecurityOptions {
@@ -33,7 +37,7 @@ export interface SecurityOptions {
  */
 const PRECOMPILED = precompileDefault();
 
-/** Profiles whose program is known already: the precompiled default one, frozen so it cannot go stale. */
+/** Profiles whose program is known already: the precompiled default one (frozen: never stale). */
 const precompiled = new WeakMap<Seccomp, CompiledSeccomp>();
 
 /**
@@ -51,14 +55,17 @@ export function seccompForSpec(spec: Spec): CompiledSeccomp | undefined {
  * The linux.seccomp a dokrust run gets: the default profile for its
  * capabilities (bounding set), none, or the file's resolved for them.
  */
-export function profileForRun(choice: SeccompChoice, capabilities: readonly string[]): Seccomp | undefined {
+export function profileForRun(choice: SeccompChoice, capabilities: readonly string[]) {
   if (choice.kind === "unconfined") return undefined;
   if (choice.kind === "default") return defaultForRun(capabilities);
   return toSpec(resolveProfile(choice.file, { capabilities }));
 }
 
 function defaultForRun(capabilities: readonly string[]): Seccomp {
-  if (PRECOMPILED.native !== nativeArch() || PRECOMPILED.key !== capabilityKey(capabilities)) return defaultProfile(capabilities);
+  const key = capabilityKey(capabilities);
+  if (PRECOMPILED.native !== nativeArch() || PRECOMPILED.key !== key) {
+    return defaultProfile(capabilities);
+  }
   const profile = PRECOMPILED.profile;
   if (!precompiled.has(profile)) {
     freezeProfile(profile);
@@ -68,7 +75,7 @@ function defaultForRun(capabilities: readonly string[]): Seccomp {
   return profile;
 }
 
-/** Freeze a profile's objects and lists (as wholes: freezing each of its ~370 names costs a millisecond). */
+/** Freeze a profile's objects and lists (not each of its ~370 names: that costs a millisecond). */
 function freezeProfile(profile: Seccomp): void {
   for (const rule of profile.syscalls ?? []) {
     for (const arg of rule.args ?? []) Object.freeze(arg);
@@ -87,10 +94,17 @@ function freezeProfile(profile: Seccomp): void {
  * compiler reads back (and JSON.stringify can write, unlike a bigint).
  */
 function toSpec(profile: SeccompProfile): Seccomp {
-  const exact = (v: unknown) => (typeof v === "bigint" ? (Number.isSafeInteger(Number(v)) ? Number(v) : String(v)) : v);
+  const exact = (v: unknown) => {
+    if (typeof v !== "bigint") return v;
+    return Number.isSafeInteger(Number(v)) ? Number(v) : String(v);
+  };
   const syscalls = profile.syscalls?.map((rule) => {
     if (!rule.args) return rule;
-    const args = rule.args.map((a) => ({ ...a, value: exact(a.value), ...(a.valueTwo === undefined ? {} : { valueTwo: exact(a.valueTwo) }) }));
+    const args = rule.args.map(({ valueTwo, ...a }) => ({
+      ...a,
+      value: exact(a.value),
+      ...(valueTwo === undefined ? {} : { valueTwo: exact(valueTwo) }),
+    }));
     return { ...rule, args };
   });
   return { ...profile, ...(syscalls ? { syscalls } : {}) } as Seccomp;
@@ -108,11 +122,16 @@ export function parseSecurityOpts(values: readonly string[]): SecurityOptions {
     const at = text.search(/[=:]/);
     const [key, value] = at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
     if (key === "no-new-privileges") {
-      if (value !== undefined && value !== "true" && value !== "false") throw securityOptError(text, "no-new-privileges takes true or false");
+      if (value !== undefined && value !== "true" && value !== "false") {
+        throw securityOptError(text, "no-new-privileges takes true or false");
+      }
       out.noNewPrivileges = value !== "false";
     } else if (key === "seccomp") {
       if (!value) throw securityOptError(text, "expected seccomp=unconfined or seccomp=FILE");
-      out.seccomp = value === "unconfined" ? { kind: "unconfined" } : { kind: "file", path: value, file: readProfileFile(value) };
+      out.seccomp =
+        value === "unconfined"
+          ? { kind: "unconfined" }
+          : { kind: "file", path: value, file: readProfileFile(value) };
     } else if (key === "apparmor" || key === "label" || key === "systempaths") {
       throw securityOptError(text, `${key} is not supported by dokrust`);
     } else {
@@ -131,7 +150,7 @@ export function seccompFeatures(): Record<string, unknown> {
   return {
     enabled: true,
     actions: Object.keys(ACTIONS),
-    operators: ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
+    operators: [...OPERATORS],
     archs: Object.keys(ARCHES),
     knownFlags: Object.keys(FILTER_FLAGS),
     supportedFlags: Object.keys(FILTER_FLAGS),

@@ -56,10 +56,9 @@ export interface ProfileContext {
  */
 export function parseJsonExact(text: string): unknown {
   return JSON.parse(text, (_key, value: unknown, context?: { source?: string }) => {
-    if (typeof value === "number" && !Number.isSafeInteger(value) && context?.source && /^\d+$/.test(context.source)) {
-      return BigInt(context.source);
-    }
-    return value;
+    const source = context?.source;
+    if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
+    return source && /^\d+$/.test(source) ? BigInt(source) : value;
   });
 }
 
@@ -85,7 +84,9 @@ export function readProfileFile(path: string): ProfileFile {
 
 /** What is wrong with the shape of a profile file, if anything. */
 function profileProblem(data: unknown): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return "expected a JSON object";
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return "expected a JSON object";
+  }
   const p = data as Record<string, unknown>;
   if (typeof p.defaultAction !== "string") return "defaultAction is missing";
   if (p.syscalls !== undefined && !Array.isArray(p.syscalls)) return "syscalls must be a list";
@@ -93,11 +94,13 @@ function profileProblem(data: unknown): string | undefined {
     if (typeof rule !== "object" || rule === null) return `syscalls[${i}] must be an object`;
     const r = rule as Record<string, unknown>;
     if (typeof r.action !== "string") return `syscalls[${i}].action is missing`;
-    if (r.names === undefined && typeof r.name !== "string") return `syscalls[${i}] names no system call`;
-    if (r.names !== undefined && (!Array.isArray(r.names) || r.names.some((n) => typeof n !== "string"))) {
+    const names = r.names;
+    if (names === undefined && typeof r.name !== "string") return `syscalls[${i}] names no call`;
+    const strings = Array.isArray(names) && names.every((n) => typeof n === "string");
+    if (names !== undefined && !strings) {
       return `syscalls[${i}].names must be a list of names`;
     }
-    if (r.args !== undefined && r.args !== null && !Array.isArray(r.args)) return `syscalls[${i}].args must be a list`;
+    if (r.args != null && !Array.isArray(r.args)) return `syscalls[${i}].args must be a list`;
   }
   return undefined;
 }
@@ -114,7 +117,8 @@ export function resolveProfile(file: ProfileFile, context: ProfileContext): Secc
   profile.syscalls = [];
   for (const rule of syscalls ?? []) {
     if (!applies(rule, caps, native, kernel)) continue;
-    const out: SeccompRule = { names: rule.names ?? (rule.name ? [rule.name] : []), action: rule.action! };
+    const names = rule.names ?? (rule.name ? [rule.name] : []);
+    const out: SeccompRule = { names, action: rule.action! };
     if (rule.errnoRet !== undefined) out.errnoRet = rule.errnoRet;
     if (rule.args) out.args = rule.args.map((a: SeccompArg) => ({ ...a }));
     profile.syscalls.push(out);
@@ -150,7 +154,10 @@ function archMatches(name: string, arch: string): boolean {
 
 /** Compare kernel releases ("6.1", "5.15.0-91-generic") by their numeric parts. */
 export function compareKernel(a: string, b: string): number {
-  const parts = (v: string) => (/^(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(v) ?? []).slice(1, 4).map((n) => Number(n ?? 0));
+  const parts = (v: string) => {
+    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(v) ?? [];
+    return [m[1], m[2], m[3]].map((n) => Number(n ?? 0));
+  };
   const [x, y] = [parts(a), parts(b)];
   for (let i = 0; i < 3; i++) {
     const d = (x[i] ?? 0) - (y[i] ?? 0);

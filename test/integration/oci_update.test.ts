@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import type { Stats } from "../../src/cgroups/stats.ts";
 import { IS_RUNC, OciSession } from "./oci_helper.ts";
 
 const root = process.getuid?.() === 0;
@@ -49,10 +50,10 @@ async function running(patch?: Parameters<OciSession["bundle"]>[0]): Promise<{ i
   return { id, cgroup, bundle };
 }
 
-async function stats(id: string): Promise<Record<string, Record<string, Record<string, unknown>>>> {
+async function stats(id: string): Promise<Stats> {
   const out = await s.ok(["events", "--stats", id]);
   expect(out.trim().split("\n")).toHaveLength(1);
-  const record = JSON.parse(out) as { type: string; id: string; data: Record<string, Record<string, Record<string, unknown>>> };
+  const record = JSON.parse(out) as { type: string; id: string; data: Stats };
   expect(record).toMatchObject({ type: "stats", id });
   return record.data;
 }
@@ -80,8 +81,8 @@ describe.skipIf(!root || !v1)("oci update", () => {
     expect(cgroupFile(cgroup, "memory", "memory.limit_in_bytes")).toBe(String(300 * 2 ** 20));
     expect(cgroupFile(cgroup, "pids", "pids.max")).toBe("77");
     const data = await stats(id);
-    expect(data.memory!.usage!.limit).toBe(300 * 2 ** 20);
-    expect(data.pids!.limit).toBe(77);
+    expect(data.memory.usage!.limit).toBe(300 * 2 ** 20);
+    expect(data.pids.limit).toBe(77);
   });
 
   test("update of a stopped container fails", async () => {
@@ -96,11 +97,11 @@ describe.skipIf(!root || !v1)("oci events", () => {
   test("--stats prints one stats record with cpu, memory and pids", async () => {
     const { id } = await running();
     const data = await stats(id);
-    expect(data.cpu!.usage!.total).toBeGreaterThan(0);
-    expect(data.memory!.usage!.usage).toBeGreaterThan(0);
-    expect(data.memory!.usage!.limit).toBe(256 * 2 ** 20);
-    expect(data.pids!.current).toBeGreaterThanOrEqual(1);
-    expect(data.pids!.limit).toBe(100);
+    expect(data.cpu.usage.total).toBeGreaterThan(0);
+    expect(data.memory.usage!.usage).toBeGreaterThan(0);
+    expect(data.memory.usage!.limit).toBe(256 * 2 ** 20);
+    expect(data.pids.current).toBeGreaterThanOrEqual(1);
+    expect(data.pids.limit).toBe(100);
     expect(Object.keys(data)).toEqual(expect.arrayContaining(["cpu", "memory", "pids", "blkio", "hugetlb"]));
   });
 
