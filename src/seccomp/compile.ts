@@ -143,7 +143,10 @@ interface Interval {
 const U64_MAX = (1n << 64n) - 1n;
 
 /** Compile a profile; throws UsageError for what cannot be honoured. */
-export function compileSeccomp(profile: SeccompProfile, options: CompileOptions = {}) {
+export function compileSeccomp(
+  profile: SeccompProfile,
+  options: CompileOptions = {},
+): CompiledSeccomp {
   const warnings: string[] = [];
   const { defaultAction, defaultErrnoRet } = profile;
   const defaultRet = actionRet(defaultAction, defaultErrnoRet, "linux.seccomp.defaultAction");

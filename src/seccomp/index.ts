@@ -55,7 +55,10 @@ export function seccompForSpec(spec: Spec): CompiledSeccomp | undefined {
  * The linux.seccomp a dokrust run gets: the default profile for its
  * capabilities (bounding set), none, or the file's resolved for them.
  */
-export function profileForRun(choice: SeccompChoice, capabilities: readonly string[]) {
+export function profileForRun(
+  choice: SeccompChoice,
+  capabilities: readonly string[],
+): Seccomp | undefined {
   if (choice.kind === "unconfined") return undefined;
   if (choice.kind === "default") return defaultForRun(capabilities);
   return toSpec(resolveProfile(choice.file, { capabilities }));
