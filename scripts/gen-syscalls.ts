@@ -110,10 +110,11 @@ function runs(t: Map<string, number>, offset: number): string[] {
 }
 
 const read = (f: string) => readFileSync(f, "utf8");
+const x32Table = () => table(read(`${X86}/unistd_x32.h`), { __X32_SYSCALL_BIT: X32_BIT });
 const abis: Array<[string, string, Map<string, number>, number]> = [
   ["x86_64", "x86_64 (asm/unistd_64.h)", withNewer("x86_64", table(read(`${X86}/unistd_64.h`))), 0],
   ["x86", "i386 (asm/unistd_32.h)", withNewer("x86", table(read(`${X86}/unistd_32.h`))), 0],
-  ["x32", "x32 (asm/unistd_x32.h), less the x32 bit", withNewer("x32", table(read(`${X86}/unistd_x32.h`), { __X32_SYSCALL_BIT: X32_BIT }), X32_BIT), X32_BIT],
+  ["x32", "x32 (asm/unistd_x32.h), less the x32 bit", withNewer("x32", x32Table(), X32_BIT), X32_BIT],
   ["aarch64", "arm64 (asm-generic/unistd.h)", withNewer("aarch64", generic64()), 0],
 ];
 

@@ -21,6 +21,7 @@ import { loadBundleSpec } from "../spec/load.ts";
 import type { DeviceRule, Resources, Spec } from "../spec/types.ts";
 import { cgroupAncestors, cgroupMountSources, cgroupPathOf } from "./cgroup-path.ts";
 import { runHooks } from "./hooks.ts";
+import { claimDir, forceRemoveUnfinished } from "./sweep.ts";
 import { logger } from "./log.ts";
 import {
   containerDir,
@@ -147,6 +148,9 @@ async function createLocked(options: CreateOptions, bundle: string, spec: Spec, 
   const cgroupPath = cgroupPathOf(spec.linux?.cgroupsPath, options.id);
   const cgroup = cgroupManager(cgroupPath);
   const createdParents = missingParents(cgroup, cgroupPath);
+  // before anything exists outside the directory: a sweep or `delete
+  // --force` after this create is killed knows what to remove
+  claimDir(dir, { cgroupPath, cgroupCreatedParents: createdParents });
   const extraFds = Array.from({ length: options.preserveFds }, (_, i) => 3 + i);
   const ownFds: number[] = [];
   let pid = 0;
@@ -289,6 +293,11 @@ export async function killContainer(root: string, id: string, signal: number, al
   });
 }
 
+/** A container removed by another command while we waited for its lock is no error. */
+function ignoreGone(err: unknown): void {
+  if (!(err instanceof DokrustError && / does not exist$/.test(err.message))) throw err;
+}
+
 /** Wait (a short while) for the container's init to be gone. */
 async function waitGone(state: StoredState, ms: number): Promise<boolean> {
   for (let t = 0; t < ms; t += 5) {
@@ -305,8 +314,15 @@ async function waitGone(state: StoredState, ms: number): Promise<boolean> {
  */
 export async function deleteContainer(root: string, id: string, force: boolean): Promise<void> {
   if (force && !existsSync(`${containerDir(root, id)}/state.json`)) {
-    rmSync(containerDir(root, id), { recursive: true, force: true });
-    return;
+    // a create killed half-way: its cgroup (and a process waiting in it) may remain
+    const dir = containerDir(root, id);
+    if (!existsSync(dir)) return;
+    const unfinished = async () => {
+      if (existsSync(`${dir}/state.json`)) return false; // the create finished meanwhile
+      await forceRemoveUnfinished(root, id);
+      return true;
+    };
+    if ((await withLock(root, id, unfinished).catch(ignoreGone)) !== false) return;
   }
   await withLock(root, id, async () => {
     const state = loadState(root, id);

@@ -24,6 +24,7 @@ import type { PreparedNetwork } from "../net/setup.ts";
 import { markStarted, registerContainer } from "./dokrust-state.ts";
 import { dokrustCommand, logMaxBytes, processRuns, startMonitor, type MonitorHandle } from "./monitor.ts";
 import { containerInputs, execFailure, stateRoot } from "./run.ts";
+import { claimDir, sweepStale } from "./sweep.ts";
 
 function isDirectory(path: string): boolean {
   try {
@@ -64,8 +65,10 @@ export async function runDetached(options: RunOptions): Promise<number> {
   const root = stateRoot();
   const id = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const stateDir = `${root}/${id}`;
+  await sweepStale(root);
   mkdirSync(root, { recursive: true, mode: 0o711 });
   mkdirSync(stateDir, { mode: 0o700 });
+  claimDir(stateDir, { cgroupPath: `/dokrust-${id}` });
   let cgroup: CgroupManager | undefined;
   let monitor: MonitorHandle | undefined;
   let network: PreparedNetwork | undefined;

@@ -15,6 +15,7 @@ import type { Mount, Spec } from "../spec/types.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import type { PreparedNetwork } from "../net/setup.ts";
 import { markStarted, registerContainer } from "./dokrust-state.ts";
+import { claimDir, sweepStale } from "./sweep.ts";
 
 export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
 
@@ -163,8 +164,11 @@ export async function runForeground(options: RunOptions): Promise<number> {
   const forward = (signal: NodeJS.Signals) => pending.forEach((f) => f(signal));
   const pending = new Set<(s: NodeJS.Signals) => void>();
   let network: PreparedNetwork | undefined;
+  // what runs killed before their cleanup left (their owner is gone)
+  await sweepStale(stateRoot());
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    claimDir(stateDir, { cgroupPath: `/dokrust-${id}` });
     cgroup = cgroupManager(`/dokrust-${id}`);
     const inputs = await containerInputs(options, stateDir, {
       base: process.cwd(),

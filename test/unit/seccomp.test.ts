@@ -11,6 +11,8 @@ import { defaultProfile } from "../../src/seccomp/default.ts";
 import { compareKernel, parseJsonExact, resolveProfile, type ProfileFile } from "../../src/seccomp/profile.ts";
 import { parseSecurityOpts, profileForRun, seccompFeatures, seccompForSpec } from "../../src/seccomp/index.ts";
 import { DEFAULT_CAPABILITIES } from "../../src/plan/linux.ts";
+import { parseRunArgs } from "../../src/cli/dokrust.ts";
+import { specFromOptions } from "../../src/spec/from-options.ts";
 import { defaultSpec } from "../../src/spec/defaults.ts";
 
 // ---------------------------------------------------------------------------
@@ -81,6 +83,13 @@ const x86 = (name: string) => syscallTable(ARCHES.SCMP_ARCH_X86_64!).get(name)!;
 const i386 = (name: string) => syscallTable(ARCHES.SCMP_ARCH_X86!).get(name)!;
 const x32 = (name: string) => syscallTable(ARCHES.SCMP_ARCH_X32!).get(name)!;
 const arm64 = (name: string) => syscallTable(ARCHES.SCMP_ARCH_AARCH64!).get(name)!;
+
+type Rule = NonNullable<SeccompProfile["syscalls"]>[number];
+
+/** A profile of one rule. */
+function oneRule(defaultAction: string, rule: Rule): SeccompProfile {
+  return { defaultAction, syscalls: [rule] };
+}
 
 function compile(profile: SeccompProfile, native = "SCMP_ARCH_X86_64") {
   const out = compileSeccomp(profile, { native });
@@ -189,7 +198,8 @@ describe("compileSeccomp()", () => {
   });
 
   test("compiles for arm64 when that is the machine", () => {
-    const { program } = compile({ defaultAction: "SCMP_ACT_ERRNO", syscalls: [{ names: ["openat", "open"], action: "SCMP_ACT_ALLOW" }] }, "SCMP_ARCH_AARCH64");
+    const profile = oneRule("SCMP_ACT_ERRNO", { names: ["openat", "open"], action: "SCMP_ACT_ALLOW" });
+    const { program } = compile(profile, "SCMP_ARCH_AARCH64");
     expect(run(program, { nr: arm64("openat"), arch: AUDIT_ARCH.AARCH64 })).toBe(SECCOMP_RET.ALLOW);
     expect(run(program, { nr: arm64("openat"), arch: AUDIT_ARCH.X86_64 })).toBe(SECCOMP_RET.KILL_PROCESS);
   });
@@ -214,11 +224,13 @@ describe("compileSeccomp()", () => {
 
   test("refuses what it cannot honour, naming the field", () => {
     expect(() => compile({ defaultAction: "SCMP_ACT_NOTIFY" })).toThrow(/SCMP_ACT_NOTIFY needs a seccomp agent/);
-    expect(() => compile({ defaultAction: "SCMP_ACT_ERRNO", syscalls: [{ names: ["read"], action: "SCMP_ACT_NOTIFY" }] })).toThrow(/syscalls\[0\]/);
+    const notify = oneRule("SCMP_ACT_ERRNO", { names: ["read"], action: "SCMP_ACT_NOTIFY" });
+    expect(() => compile(notify)).toThrow(/syscalls\[0\]/);
     expect(() => compile({ defaultAction: "SCMP_ACT_NOPE" })).toThrow(/unknown action/);
     expect(() => compile({ defaultAction: "SCMP_ACT_ALLOW", architectures: ["SCMP_ARCH_Z80"] })).toThrow(/unknown architecture/);
-    expect(() => compile({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW", errnoRet: 3 }] })).toThrow(/errnoRet/);
-    const arg = (a: object) => ({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ERRNO", args: [a] }] }) as SeccompProfile;
+    const errnoOnAllow = oneRule("SCMP_ACT_ALLOW", { names: ["read"], action: "SCMP_ACT_ALLOW", errnoRet: 3 });
+    expect(() => compile(errnoOnAllow)).toThrow(/errnoRet/);
+    const arg = (a: object) => oneRule("SCMP_ACT_ALLOW", { names: ["read"], action: "SCMP_ACT_ERRNO", args: [a as never] });
     expect(() => compile(arg({ index: 6, value: 0, op: "SCMP_CMP_EQ" }))).toThrow(/index 6/);
     expect(() => compile(arg({ index: 0, value: 0, op: "SCMP_CMP_LIKE" }))).toThrow(/unknown operator/);
     expect(() => compile(arg({ index: 0, value: -1, op: "SCMP_CMP_EQ" }))).toThrow(/unsigned 64-bit/);
@@ -281,7 +293,12 @@ describe("argument conditions", () => {
     const profile: SeccompProfile = {
       defaultAction: "SCMP_ACT_ALLOW",
       syscalls: [
-        { names: ["ioctl"], action: "SCMP_ACT_ERRNO", errnoRet: 1, args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }, { index: 1, value: 2, op: "SCMP_CMP_EQ" }] },
+        {
+          names: ["ioctl"],
+          action: "SCMP_ACT_ERRNO",
+          errnoRet: 1,
+          args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }, { index: 1, value: 2, op: "SCMP_CMP_EQ" }],
+        },
         { names: ["ioctl"], action: "SCMP_ACT_ERRNO", errnoRet: 2, args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }] },
         { names: ["ioctl"], action: "SCMP_ACT_ERRNO", errnoRet: 3 },
         { names: ["ioctl"], action: "SCMP_ACT_ERRNO", errnoRet: 4, args: [{ index: 0, value: 9, op: "SCMP_CMP_EQ" }] },
@@ -298,7 +315,9 @@ describe("argument conditions", () => {
   test("several conditions on one argument are ORed, as runc does", () => {
     const profile: SeccompProfile = {
       defaultAction: "SCMP_ACT_ERRNO",
-      syscalls: [{ names: ["personality"], action: "SCMP_ACT_ALLOW", args: [0, 8].map((value) => ({ index: 0, value, op: "SCMP_CMP_EQ" })) }],
+      syscalls: [
+        { names: ["personality"], action: "SCMP_ACT_ALLOW", args: [0, 8].map((value) => ({ index: 0, value, op: "SCMP_CMP_EQ" })) },
+      ],
     };
     const { program } = compile(profile);
     const call = (p: number) => run(program, { nr: x86("personality"), args: [p] });
@@ -335,7 +354,12 @@ describe("long programs", () => {
     const names = [...syscallTable(ARCHES.SCMP_ARCH_X86_64!).keys()].slice(0, 300);
     const profile: SeccompProfile = {
       defaultAction: "SCMP_ACT_ERRNO",
-      syscalls: names.map((name, i) => ({ names: [name], action: "SCMP_ACT_ERRNO", errnoRet: 100 + i, args: [{ index: 0, value: i, op: "SCMP_CMP_EQ" }] })),
+      syscalls: names.map((name, i) => ({
+        names: [name],
+        action: "SCMP_ACT_ERRNO",
+        errnoRet: 100 + i,
+        args: [{ index: 0, value: i, op: "SCMP_CMP_EQ" }],
+      })),
     };
     const { program } = compile(profile);
     expect(program.length / 8).toBeGreaterThan(1000);
@@ -383,7 +407,8 @@ describe("the default profile", () => {
 
   test("allows what ordinary programs need, on x86_64, i386 and x32", () => {
     const { program: p } = program();
-    for (const name of ["read", "openat", "execve", "mmap", "futex", "rt_sigaction", "exit_group", "wait4", "connect", "getrandom", "rseq"]) {
+    const ordinary = ["read", "openat", "execve", "mmap", "futex", "rt_sigaction", "exit_group", "wait4", "connect"];
+    for (const name of [...ordinary, "getrandom", "rseq"]) {
       expect([name, run(p, { nr: x86(name) })]).toEqual([name, SECCOMP_RET.ALLOW]);
       expect([name, run(p, { nr: x32(name) })]).toEqual([name, SECCOMP_RET.ALLOW]);
     }
@@ -394,7 +419,8 @@ describe("the default profile", () => {
 
   test("denies with EPERM what docker denies", () => {
     const { program: p } = program();
-    for (const name of ["mount", "umount2", "unshare", "setns", "keyctl", "add_key", "ptrace", "reboot", "init_module", "bpf", "io_uring_setup", "userfaultfd", "open_by_handle_at", "sethostname", "kexec_load", "settimeofday"]) {
+    const denied = ["mount", "umount2", "unshare", "setns", "keyctl", "add_key", "ptrace", "reboot", "init_module", "bpf"];
+    for (const name of [...denied, "io_uring_setup", "userfaultfd", "open_by_handle_at", "sethostname", "kexec_load", "settimeofday"]) {
       expect([name, run(p, { nr: x86(name) })]).toEqual([name, errno(EPERM)]);
     }
   });
@@ -449,7 +475,12 @@ describe("profile files", () => {
       { names: ["read"], action: "SCMP_ACT_ALLOW" },
       { name: "write", action: "SCMP_ACT_ALLOW", comment: "one name" },
       { names: ["mount"], action: "SCMP_ACT_ALLOW", includes: { caps: ["CAP_SYS_ADMIN"] } },
-      { names: ["clone"], action: "SCMP_ACT_ALLOW", excludes: { caps: ["CAP_SYS_ADMIN"] }, args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }] },
+      {
+        names: ["clone"],
+        action: "SCMP_ACT_ALLOW",
+        excludes: { caps: ["CAP_SYS_ADMIN"] },
+        args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }],
+      },
       { names: ["arch_prctl"], action: "SCMP_ACT_ALLOW", includes: { arches: ["amd64"] } },
       { names: ["open_tree"], action: "SCMP_ACT_ALLOW", includes: { minKernel: "99.0" } },
     ],
@@ -472,10 +503,12 @@ describe("profile files", () => {
 
   test("parseSecurityOpts() reads docker's spellings and refuses others", () => {
     expect(parseSecurityOpts([])).toEqual({ seccomp: { kind: "default" }, noNewPrivileges: false });
-    expect(parseSecurityOpts(["seccomp=unconfined", "no-new-privileges"])).toEqual({ seccomp: { kind: "unconfined" }, noNewPrivileges: true });
+    const both = parseSecurityOpts(["seccomp=unconfined", "no-new-privileges"]);
+    expect(both).toEqual({ seccomp: { kind: "unconfined" }, noNewPrivileges: true });
     expect(parseSecurityOpts(["no-new-privileges:true"]).noNewPrivileges).toBe(true);
     expect(parseSecurityOpts(["no-new-privileges=false"]).noNewPrivileges).toBe(false);
-    expect(() => parseSecurityOpts(["seccomp=/nonexistent/profile.json"])).toThrow(/read seccomp profile \/nonexistent\/profile.json: ENOENT/);
+    const missing = () => parseSecurityOpts(["seccomp=/nonexistent/profile.json"]);
+    expect(missing).toThrow(/read seccomp profile \/nonexistent\/profile.json: ENOENT/);
     expect(() => parseSecurityOpts(["apparmor=x"])).toThrow(/not supported/);
     expect(() => parseSecurityOpts(["no-new-privileges=maybe"])).toThrow(/true or false/);
   });
@@ -486,7 +519,10 @@ describe("profile files", () => {
     expect(seccompForSpec(spec)).toBeUndefined();
     spec.linux!.seccomp = profileForRun({ kind: "default" }, DEFAULT_CAPABILITIES)!;
     expect(seccompForSpec(spec)!.program.length).toBeGreaterThan(0);
-    const file = parseJsonExact('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["ioctl"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":9223372036854775807,"op":"SCMP_CMP_EQ"}]}]}') as ProfileFile;
+    const file = parseJsonExact(
+      '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["ioctl"],"action":"SCMP_ACT_ERRNO",' +
+        '"args":[{"index":0,"value":9223372036854775807,"op":"SCMP_CMP_EQ"}]}]}',
+    ) as ProfileFile;
     spec.linux!.seccomp = profileForRun({ kind: "file", path: "x", file }, [])!;
     expect(JSON.parse(JSON.stringify(spec)).linux.seccomp.syscalls[0].args[0].value).toBe("9223372036854775807");
     const { program } = seccompForSpec(spec)!;
@@ -512,5 +548,15 @@ describe("profile files", () => {
     expect(f.actions).not.toContain("SCMP_ACT_NOTIFY");
     expect(f.archs).toContain("SCMP_ARCH_X32");
     expect(f.supportedFlags).toEqual(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
+  });
+
+  test("the dokrust command line puts the default profile in the spec, or none, and no_new_privs when asked", () => {
+    const spec = (...args: string[]) => specFromOptions(parseRunArgs([...args, "--", "true"])!, "/", undefined);
+    expect(spec().linux!.seccomp!.defaultAction).toBe("SCMP_ACT_ERRNO");
+    expect(spec().process!.noNewPrivileges).toBeUndefined();
+    expect(spec("--security-opt", "seccomp=unconfined").linux!.seccomp).toBeUndefined();
+    expect(spec("--security-opt", "no-new-privileges").process!.noNewPrivileges).toBe(true);
+    const admin = spec("--cap-add", "SYS_ADMIN").linux!.seccomp!;
+    expect(admin.syscalls![0]!.names).toContain("mount");
   });
 });

@@ -41,6 +41,9 @@ export async function run(args: string[], globals: Globals, face?: "dokrust"): P
   if (positionals.length) throw new UsageError(`list: unexpected arguments: ${positionals.join(" ")}`);
   const format = values.format ?? "table";
   if (format !== "table" && format !== "json") throw new UsageError(`list --format: ${JSON.stringify(format)} is not table or json`);
+  // what runs killed before their cleanup left is removed, not listed
+  const { sweepStale } = await import("../../runtime/sweep.ts");
+  await sweepStale(globals.root);
   if (face === "dokrust") {
     await dokrustList(globals.root, format, values.quiet ?? false);
     return 0;
