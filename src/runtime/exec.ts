@@ -78,7 +78,7 @@ async function specSeccomp(state: StoredState): Promise<{ program: Uint8Array; f
   if (!state.config.linux?.seccomp) return undefined;
   const { seccompForSpec } = await import("../seccomp/index.ts");
   const compiled = seccompForSpec(state.config);
-  for (const warning of compiled?.warnings ?? []) logger.warn(`exec ${state.id}: seccomp: ${warning}`);
+  for (const warning of compiled?.warnings ?? []) logger.warn(`exec ${state.id}: ${warning}`);
   return compiled;
 }
 

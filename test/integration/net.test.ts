@@ -210,7 +210,7 @@ describe.skipIf(!ready)("container networking", () => {
   test("containers reach each other by name", async () => {
     const www = tempDir("www");
     writeFileSync(`${www}/index.html`, "from web\n");
-    const web = startNet(["-r", BUSYBOX, "--name", "web", "-m", `${www}:/www`, ...serve("httpd -p 80 -h /www")]);
+    const web = startNet(["-r", BUSYBOX, "--name", "web", "-m", `${www}:/srv`, ...serve("httpd -p 80 -h /srv")]);
     const watching = watchVeths(web.result);
     try {
       await web.waitFor("up");
@@ -231,7 +231,7 @@ describe.skipIf(!ready)("container networking", () => {
     const www = tempDir("www");
     writeFileSync(`${www}/index.html`, "published\n");
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const web = startNet(["-r", BUSYBOX, "-p", `${port}:80`, "-p", `127.0.0.1:${port + 1}:80`, "-m", `${www}:/www`, ...serve("httpd -p 80 -h /www")]);
+    const web = startNet(["-r", BUSYBOX, "-p", `${port}:80`, "-p", `127.0.0.1:${port + 1}:80`, "-m", `${www}:/srv`, ...serve("httpd -p 80 -h /srv")]);
     const watching = watchVeths(web.result);
     try {
       await web.waitFor("up");
@@ -281,7 +281,7 @@ describe.skipIf(!ready)("container networking", () => {
     const dir = tempDir("go");
     const n = 50;
     const runs = Array.from({ length: n }, () =>
-      startNet(["-r", BUSYBOX, "-m", `${dir}:/go`, ...sh("ip -4 -o addr show eth0; while [ ! -e /go/now ]; do sleep 0.1; done")], { timeoutMs: 60_000 }),
+      startNet(["-r", BUSYBOX, "-m", `${dir}:/mnt`, ...sh("ip -4 -o addr show eth0; while [ ! -e /mnt/now ]; do sleep 0.1; done")], { timeoutMs: 60_000 }),
     );
     try {
       await Promise.all(runs.map((r) => r.waitFor("inet", 50_000)));

@@ -65,12 +65,12 @@ describe.skipIf(!ready)("seccomp", () => {
       "mkdir /dev/shm/x && echo data > /dev/shm/x/f && tar -cf - -C /dev/shm x | tar -tf - | sort | tr '\\n' ' ' && echo",
       "find /etc -name hostname",
       "sleep 0.1 & wait",
-      "httpd -f -p 127.0.0.1:8080 -h /www & sleep 0.3",
+      "httpd -f -p 127.0.0.1:8080 -h /srv & sleep 0.3",
       "wget -q -O - http://127.0.0.1:8080/index.html",
       "kill %1",
       "date +%Y >/dev/null && uname -m && id -u",
     ].join("\n");
-    const r = await dokrust(["-r", BUSYBOX, "-m", `${www}:/www:ro`, ...sh(script)]);
+    const r = await dokrust(["-r", BUSYBOX, "-m", `${www}:/srv:ro`, ...sh(script)]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("2000\nx/ x/f \n/etc/hostname\nhello from httpd\nx86_64\n0\n");

@@ -7,6 +7,7 @@ import { UsageError } from "../../errors.ts";
 import { CAPABILITIES, MOUNT_OPTIONS, PROPAGATION_OPTIONS } from "../../plan/linux.ts";
 import { OCI_VERSION } from "../../spec/defaults.ts";
 import { NAMESPACE_TYPES } from "../../spec/schema.ts";
+import { seccompFeatures } from "../../seccomp/index.ts";
 import type { Globals } from "./common.ts";
 
 /** The features document. */
@@ -15,12 +16,12 @@ export function features(): Record<string, unknown> {
     ociVersionMin: "1.0.0",
     ociVersionMax: OCI_VERSION,
     hooks: ["prestart", "createRuntime", "poststart", "poststop"],
-    mountOptions: [...Object.keys(MOUNT_OPTIONS), ...Object.keys(PROPAGATION_OPTIONS), "bind", "rbind"].sort(),
+    mountOptions: [...new Set([...Object.keys(MOUNT_OPTIONS), ...Object.keys(PROPAGATION_OPTIONS)])].sort(),
     linux: {
       namespaces: NAMESPACE_TYPES,
       capabilities: [...CAPABILITIES],
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
-      seccomp: { enabled: false },
+      seccomp: seccompFeatures(),
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
