@@ -1543,6 +1543,17 @@ int main(int argc, char **argv)
 		return 125;
 	}
 	debug = getenv("DOKRUST_EXEC_DEBUG") != NULL;
+	/*
+	 * Not dumpable: until it execs the container's program, this
+	 * process runs the host's executor binary, and a process of a
+	 * container it joins (exec) could open /proc/<pid>/exe and later
+	 * rewrite that binary through /proc/self/fd (CVE-2019-5736).  The
+	 * /proc/<pid>/exe, fd/, cwd and root of a non-dumpable process are
+	 * reachable only with CAP_SYS_PTRACE; execve() of the container's
+	 * program makes it dumpable again.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die(BAD_STEP, errno, "prctl");
 	if (read_plan(&total) < 0)
 		die(BAD_STEP, errno, fail_sc);
 	if (parse_plan(total) < 0)

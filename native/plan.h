@@ -99,7 +99,8 @@
  * DK_REPORT_TTY.
  */
 #define DK_OP_TTY 23
-/* path: open a fifo (O_PATH) to wait on later with DK_OP_WAIT. */
+/* path: open a fifo (O_PATH) to wait on later with DK_OP_WAIT.  Also
+ * before DK_OP_CLONE: the container process inherits the fd. */
 #define DK_OP_OPEN_FIFO 24
 /* (no args): report DK_REPORT_READY. */
 #define DK_OP_READY 25

@@ -92,12 +92,21 @@ function cloneStep(spec: Spec, ctx: PlanContext, flags: number): Step {
   };
 }
 
-function deviceSteps(devices: readonly Device[], rootfs: string): Step[] {
+/**
+ * Device nodes: made with mknod, or, in a user namespace (where the
+ * kernel refuses mknod), bound from the host's node of the same path,
+ * as runc does.
+ */
+function deviceSteps(devices: readonly Device[], rootfs: string, bind: boolean): Step[] {
   const seen = new Set<string>();
   const steps: Step[] = [];
   for (const dev of [...devices].reverse()) {
     if (seen.has(dev.path)) continue;
     seen.add(dev.path);
+    if (bind) {
+      steps.unshift({ op: Op.MOUNT, args: [dev.path, dev.path, "", MS.BIND, "", Opt.IN_ROOT | Opt.MKFILE], what: `bind mount device ${dev.path} on ${rootfs}${dev.path}` });
+      continue;
+    }
     const kind = dev.type === "b" ? S_IFBLK : dev.type === "p" ? S_IFIFO : S_IFCHR;
     const mode = kind | (dev.fileMode ?? 0o666);
     const rdev = dev.type === "p" ? 0n : makedev(dev.major ?? 0, dev.minor ?? 0);
@@ -146,7 +155,8 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
     if (mount.destination === "/dev") devMounted = true;
     steps.push(...mountSteps(mount, ctx));
   }
-  steps.push(...deviceSteps([...DEFAULT_DEVICES, ...(spec.linux?.devices ?? [])], root));
+  const userns = spec.linux?.namespaces?.some((n) => n.type === "user") ?? false;
+  steps.push(...deviceSteps([...DEFAULT_DEVICES, ...(spec.linux?.devices ?? [])], root, userns));
   if (devMounted) {
     for (const [target, link] of DEV_LINKS) {
       steps.push({ op: Op.SYMLINK, args: [target, link], what: `create symlink ${root}${link}` });
@@ -158,7 +168,6 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
   if (spec.process?.cwd && spec.process.cwd !== "/") {
     steps.push({ op: Op.MKDIR, args: [spec.process.cwd, 0o755], what: `create the working directory ${root}${spec.process.cwd}` });
   }
-  if (ctx.execFifo) steps.push({ op: Op.OPEN_FIFO, args: [ctx.execFifo], what: `open ${ctx.execFifo}` });
   steps.push({ op: Op.PIVOT, args: [], what: `pivot_root into ${root}` });
   if (propagation) {
     const flag = { shared: MS.SHARED, slave: MS.SLAVE, private: MS.PRIVATE, unbindable: MS.UNBINDABLE }[propagation.replace(/^r/, "")];
@@ -197,18 +206,20 @@ function sysctlNamespace(key: string): string | undefined {
 function kernelSteps(spec: Spec, flags: number): Step[] {
   const steps: Step[] = [];
   const linux = spec.linux ?? {};
+  // A namespace joined by path is the container's too (not the host's).
+  const own = (linux.namespaces ?? []).reduce((all, ns) => all | (NAMESPACE_FLAGS[ns.type] ?? 0), flags);
   if (spec.hostname !== undefined && spec.hostname !== "") {
-    if (!(flags & CLONE.NEWUTS)) throw new UsageError("hostname is set but the container has no uts namespace of its own");
+    if (!(own & CLONE.NEWUTS)) throw new UsageError("hostname is set but the container has no uts namespace of its own");
     steps.push({ op: Op.HOSTNAME, args: [spec.hostname], what: `set hostname ${spec.hostname}` });
   }
   if (spec.domainname) {
-    if (!(flags & CLONE.NEWUTS)) throw new UsageError("domainname is set but the container has no uts namespace of its own");
+    if (!(own & CLONE.NEWUTS)) throw new UsageError("domainname is set but the container has no uts namespace of its own");
     steps.push({ op: Op.DOMAINNAME, args: [spec.domainname], what: `set domainname ${spec.domainname}` });
   }
   if (flags & CLONE.NEWNET) steps.push({ op: Op.IFUP, args: ["lo"], what: "bring up lo" });
   for (const [key, value] of Object.entries(linux.sysctl ?? {})) {
     const ns = sysctlNamespace(key);
-    if (!ns || !(flags & NAMESPACE_FLAGS[ns]!)) {
+    if (!ns || !(own & NAMESPACE_FLAGS[ns]!)) {
       throw new UsageError(`linux.sysctl: ${key} is not namespaced by a namespace the container owns`);
     }
     const path = `/proc/sys/${key.replace(/\./g, "/")}`;
@@ -300,6 +311,10 @@ function processSteps(spec: Spec, ctx: PlanContext, flags: number): Step[] {
 /** Compile a spec into the executor's steps. */
 export function compilePlan(spec: Spec, ctx: PlanContext): Step[] {
   const { steps, flags } = namespaceSteps(spec, ctx);
+  // The fifo is opened first, by the outer executor, with the host's
+  // credentials: a process in a user namespace may not reach the state
+  // directory.  The container process inherits the fd (as runc passes it).
+  if (ctx.execFifo) steps.unshift({ op: Op.OPEN_FIFO, args: [ctx.execFifo], what: `open ${ctx.execFifo}` });
   if (!(flags & CLONE.NEWNS) && !spec.linux?.namespaces?.some((n) => n.type === "mount")) {
     throw new UsageError("linux.namespaces: a mount namespace is required");
   }

@@ -7,7 +7,7 @@
  *                 │                  │ ▲
  *                 └──kill/delete     pause/resume
  */
-import { closeSync, existsSync, openSync, readSync, rmdirSync, rmSync, statSync, unlinkSync, constants as fsc } from "node:fs";
+import { chmodSync, closeSync, existsSync, openSync, readSync, rmdirSync, rmSync, statSync, unlinkSync, constants as fsc } from "node:fs";
 import { resolve } from "node:path";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { hostCgroupLayout } from "../cgroups/mounts.ts";
@@ -145,6 +145,9 @@ async function createLocked(options: CreateOptions, bundle: string, spec: Spec, 
   const libc = await import("../native/libc.ts");
   const fifo = `${dir}/exec.fifo`;
   libc.makeFifo(fifo, 0o622);
+  // mkfifo applies the umask; a container process in a user namespace
+  // (not root on the host) opens the fifo for writing as "other".
+  chmodSync(fifo, 0o622);
   const cgroupPath = cgroupPathOf(spec.linux?.cgroupsPath, options.id);
   const cgroup = cgroupManager(cgroupPath);
   const createdParents = missingParents(cgroup, cgroupPath);

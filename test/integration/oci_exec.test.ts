@@ -5,7 +5,7 @@
  * same tests against runc.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { IS_RUNC, OciSession } from "./oci_helper.ts";
 
 const root = process.getuid?.() === 0;
@@ -75,6 +75,22 @@ describe.skipIf(!root)("oci exec", () => {
     expect(ns.trim().split("\n")).toEqual(want);
     // The container's root: its /etc/hostname-free busybox tree, and the /out bind.
     expect(await s.ok(["exec", id, "sh", "-c", "test -d /out && test -x /bin/busybox && echo root-ok"])).toBe("root-ok\n");
+  });
+
+  test("exec joins a container's user namespace first, then the others it owns", async () => {
+    const { id, pid } = await running((spec, dir) => {
+      chmodSync(dir, 0o755); // the mapped root must reach its rootfs
+      spec.mounts = spec.mounts!.filter((m) => m.destination !== "/out"); // and could not create /out in it
+      spec.linux!.namespaces!.push({ type: "user" });
+      spec.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      spec.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    });
+    const out = await s.ok(["exec", "--user", "5:6", "--additional-gids", "7", id, "sh", "-c", "id -u; id -g; cat /proc/self/uid_map; readlink /proc/self/ns/user; ps -o pid,args | awk '$1 == 1'"]);
+    const [uid, gid, map, userns, init] = out.trim().split("\n");
+    expect([uid, gid]).toEqual(["5", "6"]);
+    expect(map!.trim().split(/\s+/)).toEqual(["0", "100000", "65536"]);
+    expect(userns).toBe(readlinkSync(`/proc/${pid}/ns/user`));
+    expect(init!.trim()).toBe("1 sleep 100");
   });
 
   test("the exit status of the process is the runtime's", async () => {
