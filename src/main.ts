@@ -17,8 +17,25 @@ const OCI_COMMANDS = new Set([
  */
 const DOKRUST_COMMANDS = new Set(["list", "kill", "exec", "logs", "attach", "stop", "rm", "wait", "internal"]);
 
+/**
+ * Whether a list/kill/exec command line is runc's: engines call `exec`
+ * with runc-only options (--process, --pid-file, --console-socket) and
+ * `kill ID SIGNAL` with the signal after the id (docker's syntax is
+ * `kill -s SIGNAL NAME`).  runc's face answers in runc's error format.
+ */
+function speaksRunc(argv: readonly string[]): boolean {
+  const [command, ...rest] = argv;
+  const has = (...names: string[]) => rest.some((a) => names.some((n) => a === n || a.startsWith(`${n}=`)));
+  if (command === "exec") return has("--process", "--pid-file", "--console-socket", "--preserve-fds", "--cap", "--no-new-privs");
+  if (command === "kill") {
+    if (has("-s", "--signal")) return false;
+    return has("--all", "-a") || rest.filter((a) => !a.startsWith("-")).length === 2;
+  }
+  return false;
+}
+
 async function main(argv: string[]): Promise<number> {
-  if (DOKRUST_COMMANDS.has(argv[0] ?? "")) {
+  if (DOKRUST_COMMANDS.has(argv[0] ?? "") && !speaksRunc(argv)) {
     const { runDetachedCommand } = await import("./cli/detached/index.ts");
     return runDetachedCommand(argv);
   }

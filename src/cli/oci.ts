@@ -51,7 +51,7 @@ const USAGE = `usage: dokrust [global options] COMMAND [options] [ID]
 commands: ${Object.keys(COMMANDS).join(", ")}
 
 global options:
-  --root DIR              state directory (default /run/dokrust)
+  --root DIR              state directory (default $DOKRUST_ROOT or /run/dokrust)
   --log FILE              log to FILE instead of stderr
   --log-format text|json  log record format (default text)
   --debug                 log debug records
@@ -82,7 +82,7 @@ export function parseGlobals(args: string[]): Globals & { version: boolean; help
   if (rootless === "true") throw new UsageError("--rootless true: rootless containers are not supported by dokrust yet");
   if (rootless !== "false" && rootless !== "auto") throw new UsageError(`--rootless: ${JSON.stringify(rootless)} is not one of true, false, auto`);
   const globals: Globals & { version: boolean; help: boolean } = {
-    root: (values.root ?? "/run/dokrust").replace(/\/+$/, "") || "/",
+    root: (values.root ?? (process.env.DOKRUST_ROOT || "/run/dokrust")).replace(/\/+$/, "") || "/",
     logFormat: format as LogFormat,
     debug: values.debug ?? false,
     version: values.version ?? false,
