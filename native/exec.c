@@ -872,6 +872,29 @@ static int op_clone(uint32_t step, unsigned char *p)
 
 /* --- mounts ------------------------------------------------------------ */
 
+/*
+ * procfs and sysfs go on a real directory only, never through a symlink
+ * (runc refuses the same): the masked and read-only paths under them
+ * are named by path, and the container's tools expect them at /proc and
+ * /sys.  A symlink anywhere on the way fails with ELOOP; a missing
+ * target is left to root_target(), which creates it.
+ */
+static int no_symlink(const char *path)
+{
+	struct open_how how;
+	int fd;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)(O_PATH | O_CLOEXEC);
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	fd = (int)syscall(SYS_openat2, rootfd, rel(path), &how, sizeof(how));
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return errno == ELOOP ? fail("openat2") : 0;
+}
+
 static int op_mount(unsigned char *p)
 {
 	char *src = opt_str(&p), *target = str(&p), *fstype = opt_str(&p);
@@ -881,6 +904,10 @@ static int op_mount(unsigned char *p)
 	int fd = -1, ret;
 
 	if (opts & DK_IN_ROOT) {
+		if (fstype && (strcmp(fstype, "proc") == 0 ||
+			       strcmp(fstype, "sysfs") == 0) &&
+		    no_symlink(target) < 0)
+			return -1;
 		fd = root_target(target, opts);
 		if (fd == SKIP)
 			return 0;

@@ -106,5 +106,10 @@ export function stepError(steps: readonly Step[], report: ExecutorReport): Dokru
   if (report.step === 0xffffffff) return new DokrustError(`the executor rejected the plan: ${errnoName(report.value)}`);
   const step = steps[report.step];
   const what = step ? step.what : `step ${report.step}`;
-  return new DokrustError(`${what}: ${report.syscall}: ${errnoName(report.value)}`);
+  const name = errnoName(report.value);
+  // the executor opens proc and sysfs targets without following symlinks (as runc)
+  if (report.syscall === "openat2" && name === "ELOOP" && / on \S+\/(proc|sys)$/.test(what)) {
+    return new DokrustError(`${what}: the target is a symlink (proc and sysfs go on real directories only): ELOOP`);
+  }
+  return new DokrustError(`${what}: ${report.syscall}: ${name}`);
 }

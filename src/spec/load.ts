@@ -37,6 +37,12 @@ function describe(v: Validator): string {
 export async function validateSpec(data: unknown, label = "config.json"): Promise<Spec> {
   const v = await compiled();
   if (!v(data)) throw new UsageError(`${label}: ${describe(v)}`);
+  const { checkSpec } = await import("./sanity.ts");
+  try {
+    checkSpec(data as Spec);
+  } catch (err) {
+    throw err instanceof UsageError ? new UsageError(`${label}: ${err.message}`) : err;
+  }
   return data as Spec;
 }
 
@@ -46,8 +52,10 @@ export async function loadBundleSpec(bundle: string): Promise<{ bundle: string; 
   const file = `${dir}/config.json`;
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    // invalid UTF-8 is refused, not replaced with U+FFFD behind the user's back
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(readFileSync(file));
   } catch (err) {
+    if (err instanceof TypeError) throw new UsageError(`config.json: not valid UTF-8`);
     const code = (err as NodeJS.ErrnoException).code;
     throw new DokrustError(code === "ENOENT" ? `${file}: no such file (is ${dir} a bundle?)` : `read ${file}: ${code}`);
   }

@@ -281,7 +281,7 @@ describe.skipIf(!ready)("container networking", () => {
     const dir = tempDir("go");
     const n = 50;
     const runs = Array.from({ length: n }, () =>
-      startNet(["-r", BUSYBOX, "-m", `${dir}:/mnt`, ...sh("ip -4 -o addr show eth0; while [ ! -e /mnt/now ]; do sleep 0.1; done")], { timeoutMs: 60_000 }),
+      startNet(["-r", BUSYBOX, "-m", `${dir}:/srv`, ...sh("ip -4 -o addr show eth0; while [ ! -e /srv/now ]; do sleep 0.1; done")], { timeoutMs: 60_000 }),
     );
     try {
       await Promise.all(runs.map((r) => r.waitFor("inet", 50_000)));
