@@ -37,6 +37,8 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1557,11 +1559,66 @@ static int parse_fd(const char *s)
 	return (int)v;
 }
 
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/*
+ * CVE-2019-5736: a container that gets a process of its own to run this
+ * binary (a program whose interpreter is #!/proc/self/exe, started by
+ * `dokrust exec`, is enough) can hold /proc/<pid>/exe open and, once
+ * that process is gone, reopen it for writing and replace the host's
+ * executor.  So the executor never runs from its file: it copies itself
+ * into a sealed memfd and runs again from there.  /proc/<pid>/exe then
+ * names a copy that nothing can write and that vanishes with its last
+ * user.  A copy already sealed is where we are on the second pass.
+ */
+static void run_sealed(char **argv)
+{
+	const int want = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW |
+			 F_SEAL_WRITE;
+	struct stat st;
+	off_t off = 0;
+	ssize_t n;
+	int self, copy, seals;
+
+	self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		die(BAD_STEP, errno, "open");
+	seals = fcntl(self, F_GET_SEALS);
+	if (seals >= 0 && (seals & want) == want) {
+		close(self);
+		return;
+	}
+	/* MFD_EXEC: kernels with vm.memfd_noexec want it said (6.3+) */
+	copy = memfd_create("dokrust-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			    MFD_EXEC);
+	if (copy < 0 && errno == EINVAL)
+		copy = memfd_create("dokrust-exec",
+				    MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (copy < 0)
+		die(BAD_STEP, errno, "memfd_create");
+	if (fstat(self, &st) < 0)
+		die(BAD_STEP, errno, "fstat");
+	while (off < st.st_size) {
+		n = sendfile(copy, self, &off, (size_t)(st.st_size - off));
+		if (n <= 0)
+			die(BAD_STEP, n < 0 ? errno : EIO, "sendfile");
+	}
+	if (fcntl(copy, F_ADD_SEALS, want) < 0)
+		die(BAD_STEP, errno, "fcntl");
+	close(self);
+	syscall(SYS_execveat, copy, "", argv, environ, AT_EMPTY_PATH);
+	die(BAD_STEP, errno, "execveat");
+}
+
 int main(int argc, char **argv)
 {
 	uint32_t total, step;
 
 	chan = parse_fd(argc == 2 ? argv[1] : NULL);
+	if (chan >= 0)
+		run_sealed(argv);
 	if (chan < 0 || fcntl(chan, F_SETFD, FD_CLOEXEC) < 0) {
 		static const char usage[] =
 			"usage: dokrust-exec FD (started by dokrust)\n";

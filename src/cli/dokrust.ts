@@ -5,6 +5,7 @@
  * before anything is created.
  */
 import { existsSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
@@ -163,8 +164,25 @@ function parseMount(text: string): BindSpec {
   if (!destination.startsWith("/")) throw new UsageError(`-m ${text}: the target ${destination} must be an absolute path inside the container`);
   if (destination.split("/").includes("..")) throw new UsageError(`-m ${text}: the target must not contain ..`);
   if (!existsSync(source)) throw new UsageError(`-m ${text}: the source ${source} does not exist`);
-  return { source, destination, readonly };
+  const clean = destination.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
+  if (clean === "/") throw new UsageError(`-m ${text}: the root of the container cannot be a bind target; use -r`);
+  if ((clean === "/proc" || clean.startsWith("/proc/")) && !PROC_BIND_TARGETS.has(clean)) {
+    throw new UsageError(`-m ${text}: ${clean} is inside the container's procfs; only files such as /proc/meminfo (as lxcfs provides) may be bound there`);
+  }
+  return { source, destination: clean, readonly };
 }
+
+/** The /proc files a bind may cover (what lxcfs serves; runc allows these). */
+const PROC_BIND_TARGETS = new Set([
+  "/proc/cpuinfo",
+  "/proc/diskstats",
+  "/proc/meminfo",
+  "/proc/stat",
+  "/proc/swaps",
+  "/proc/uptime",
+  "/proc/loadavg",
+  "/proc/slabinfo",
+]);
 
 function parseUser(text: string): { uid: number; gid: number } {
   const match = /^(\d+)(?::(\d+))?$/.exec(text);
@@ -254,7 +272,11 @@ export function parseRunArgs(argv: string[]): RunOptions | undefined {
   } else if (v.rootfs !== undefined) options.rootfs = checkRootfs(resolve(v.rootfs));
   if (v.workdir !== undefined) options.workdir = v.workdir;
   if (v.user !== undefined) options.user = parseUser(v.user);
-  if (v.cpus !== undefined) options.cpus = positiveNumber(v.cpus, "--cpus", false);
+  if (v.cpus !== undefined) {
+    options.cpus = positiveNumber(v.cpus, "--cpus", false);
+    const host = availableParallelism();
+    if (options.cpus > host) throw new UsageError(`--cpus ${v.cpus}: this host has ${host} CPUs`);
+  }
   if (v.memory !== undefined) options.memory = parseSize(v.memory, "--memory");
   if (v["pids-limit"] !== undefined) options.pidsLimit = positiveNumber(v["pids-limit"], "--pids-limit", true);
   if (v.name !== undefined) options.name = v.name;

@@ -25,7 +25,7 @@ import {
   capabilityMask,
   makedev,
 } from "./linux.ts";
-import { mountSteps, type MountHost } from "./mounts.ts";
+import { mountSteps, parseMountOptions, type MountHost } from "./mounts.ts";
 import { CloneMode, Op, Opt, type Step } from "./ops.ts";
 
 export interface PlanContext extends MountHost {
@@ -150,19 +150,24 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
     { op: Op.ROOT, args: [root], what: `open the root ${root}` },
   );
   steps.push(...(ctx.rootSetup ?? []));
-  let devMounted = false;
+  let dev: "none" | "fresh" | "bound" = "none";
   for (const mount of spec.mounts ?? []) {
-    if (mount.destination === "/dev") devMounted = true;
+    if (mount.destination.replace(/\/+$/, "") === "/dev") dev = parseMountOptions(mount.options).bind || mount.type === "bind" ? "bound" : "fresh";
     steps.push(...mountSteps(mount, ctx));
   }
-  const userns = spec.linux?.namespaces?.some((n) => n.type === "user") ?? false;
-  steps.push(...deviceSteps([...DEFAULT_DEVICES, ...(spec.linux?.devices ?? [])], root, userns));
-  if (devMounted) {
+  // A /dev bound from the host brings its own nodes; creating devices
+  // and links in it would write them into the host directory (runc skips
+  // them too).
+  if (dev !== "bound") {
+    const userns = spec.linux?.namespaces?.some((n) => n.type === "user") ?? false;
+    steps.push(...deviceSteps([...DEFAULT_DEVICES, ...(spec.linux?.devices ?? [])], root, userns));
+  }
+  if (dev === "fresh") {
     for (const [target, link] of DEV_LINKS) {
       steps.push({ op: Op.SYMLINK, args: [target, link], what: `create symlink ${root}${link}` });
     }
   }
-  if (spec.process?.terminal) {
+  if (spec.process?.terminal && dev !== "bound") {
     steps.push({ op: Op.MKNOD, args: ["/dev/console", S_IFREG | 0o600, 0, 0, 0], what: `create ${root}/dev/console` });
   }
   if (spec.process?.cwd && spec.process.cwd !== "/") {

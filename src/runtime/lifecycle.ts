@@ -110,6 +110,20 @@ export async function cleanupContainer(root: string, id: string): Promise<void> 
     // removed meanwhile by rm: nothing left to do
     if (!(err instanceof DokrustError && /does not exist/.test(err.message))) throw err;
   });
+  await releaseNetworks();
+}
+
+/**
+ * A detached container's network address belongs to it until it ends;
+ * its owner is dead now, so the prune takes the address back (and the
+ * bridge and nft table when it was the last member).
+ */
+async function releaseNetworks(): Promise<void> {
+  const { netConfig, prune } = await import("../net/bridge.ts");
+  const root = netConfig().root;
+  if (!existsSync(root)) return;
+  const { problems } = await prune(root);
+  for (const p of problems) process.stderr.write(`dokrust: warning: ${p}\n`);
 }
 
 /**

@@ -6,7 +6,7 @@
 import { lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { defaultRootfs, type RunOptions } from "../cli/dokrust.ts";
-import { DokrustError, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, errnoName } from "../errors.ts";
+import { DokrustError, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, UsageError, errnoName } from "../errors.ts";
 import { compilePlan, type PlanContext } from "../plan/compile.ts";
 import { CloneMode, Op, Report, type ExecutorReport, type Step } from "../plan/ops.ts";
 import { seccompForSpec } from "../seccomp/index.ts";
@@ -156,6 +156,11 @@ export async function runForeground(options: RunOptions): Promise<number> {
   const net = await import("../net/setup.ts");
   if (options.attach !== undefined) return net.attachByName(options, stateRoot());
   if (options.detach) return (await import("./detach.ts")).runDetached(options);
+  if (options.tty && options.interactive && !process.stdin.isTTY) {
+    // As docker says: with -it the terminal's input is relayed raw, which
+    // a pipe or file cannot give; and its end could never reach the pty.
+    throw new UsageError("-it: the input is not a terminal; use -i alone to stream it, or -t alone");
+  }
   // Web Crypto rather than node:crypto, whose loading costs ~4 ms at every start.
   const id = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const stateDir = `${stateRoot()}/${id}`;
