@@ -64,6 +64,21 @@ describe.skipIf(!ready)("bad input", () => {
     await expectRejected(["-r", BUSYBOX, "-m", `${dir}:/a/../../etc`], /\.\./);
   });
 
+  test("-m onto the container's root or into its procfs", async () => {
+    const dir = tempDir("src");
+    await expectRejected(["-r", BUSYBOX, "-m", `${dir}:/`], /root of the container cannot be a bind target/);
+    await expectRejected(["-r", BUSYBOX, "-m", `${dir}:/proc`], /\/proc is inside the container's procfs/);
+    await expectRejected(["-r", BUSYBOX, "-m", `${dir}:/proc/sys/kernel`], /procfs/);
+  });
+
+  test("-it when the input is not a terminal", async () => {
+    await expectRejected(["-r", BUSYBOX, "-it"], /-it: the input is not a terminal/);
+  });
+
+  test("--cpus above the host's CPU count", async () => {
+    await expectRejected(["-r", BUSYBOX, "--cpus", "1e9"], /--cpus 1e9: this host has \d+ CPUs/);
+  });
+
   test("a hostname longer than 64 bytes", async () => {
     const long = `${"a".repeat(32)}.${"b".repeat(32)}`;
     await expectRejected(["-r", BUSYBOX, "-n", long], /hostname .* longer than 64 bytes/);

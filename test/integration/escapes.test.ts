@@ -72,6 +72,40 @@ describe.skipIf(!runnable)("escapes through /proc/<pid>/exe", () => {
     for (const [file, hash] of hashes) expect(sha256(file!)).toBe(hash!);
   }, 60_000);
 
+  test("a program whose interpreter is #!/proc/self/exe, run by dokrust exec, finds only a sealed copy of the executor", async () => {
+    const executor = `${tempDir("exec")}/dokrust-exec`;
+    copyFileSync(`${REPO}/native/build/dokrust-exec`, executor);
+    chmodSync(executor, 0o755);
+    const before = sha256(executor);
+    const rootfs = fixtureCopy();
+    writeFileSync(`${rootfs}/bin/evil`, "#!/proc/self/exe\n", { mode: 0o755 });
+    // inside: note every exe link that names the executor, and try to open it for writing
+    writeFileSync(
+      `${rootfs}/bin/dokrust-watch`,
+      "#!/bin/sh\nwhile [ ! -e /out/stop ]; do for p in /proc/[0-9]*; do l=$(readlink $p/exe 2>/dev/null); case $l in *dokrust*) echo \"$l\" >> /out/seen; (exec 4>>$p/exe) 2>/dev/null && echo \"$l\" >> /out/wrote;; esac; done; done\n",
+      { mode: 0o755 },
+    );
+    const out = tempDir("out");
+    const name = `dokrust-test-evil-${Math.random().toString(16).slice(2, 10)}`;
+    const env = { DOKRUST_EXEC: executor };
+    const watcher = startDokrust(["--name", name, "-r", rootfs, "-m", `${out}:/out`, "--", "/bin/dokrust-watch"], { env, timeoutMs: 30_000 });
+    for (let i = 0; i < 100 && !existsSync(`${stateRoot()}`); i++) await Bun.sleep(20);
+    let ran = 0;
+    for (let i = 0; i < 40 && ran < 10; i++) {
+      const r = await start([BIN, "exec", name, "/bin/evil"], { env: { DOKRUST_ROOT: stateRoot(), ...env } }).result;
+      if (/usage: dokrust-exec/.test(r.stderr)) ran++;
+      else if (process.env.DOKRUST_TEST_VERBOSE) console.log(r.code, r.stderr);
+      else await Bun.sleep(50);
+    }
+    writeFileSync(`${out}/stop`, "");
+    await watcher.result;
+    expect(ran).toBeGreaterThan(0);
+    const seen = existsSync(`${out}/seen`) ? readFileSync(`${out}/seen`, "utf8").trim().split("\n") : [];
+    for (const link of seen) expect(link).toMatch(/^\/memfd:dokrust-exec/);
+    expect(existsSync(`${out}/wrote`)).toBe(false);
+    expect(sha256(executor)).toBe(before);
+  }, 60_000);
+
   test("writes to /proc/<pid>/exe of every process in the container fail; pid 1 is the user's program", async () => {
     const rootfs = probeRoot();
     const r = await dokrust(["-r", rootfs, ...sh("sleep 5 & for p in /proc/[0-9]*; do echo x 2>/dev/null >> $p/exe && echo wrote $p; done; readlink /proc/1/exe; kill %1")]);

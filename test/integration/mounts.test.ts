@@ -35,6 +35,15 @@ describe.skipIf(!ready)("bind mounts", () => {
     expect(statSync(`${rootfs}/new/dir/file.txt`).size).toBe(0);
   });
 
+  test("a host directory bound on /dev gets no device nodes or links written into it", async () => {
+    const devdir = tempDir("dev");
+    writeFileSync(`${devdir}/null`, "");
+    const r = await dokrust(["-r", fixtureCopy(), "-m", `${devdir}:/dev`, ...sh("ls /dev")]);
+    expect(r.stdout).toBe("null\n");
+    expect(readdirSync(devdir)).toEqual(["null"]);
+    expect(statSync(`${devdir}/null`).isFile()).toBe(true);
+  });
+
   test(":ro makes the bind read-only inside; the host side is unchanged", async () => {
     const data = tempDir("data");
     writeFileSync(`${data}/x`, "keep\n");
