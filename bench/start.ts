@@ -5,7 +5,8 @@
  * prints numbers, it asserts nothing.  See docs/BENCHMARKS.md.
  *
  *   bun bench/start.ts [--runs N] [--warmup N] [--concurrency C] [--rounds R]
- *                      [--gap MS] [--source] [--compare PATH]... [--dokrust PATH] [--runc PATH]
+ *                      [--gap MS] [--source] [--bridge] [--compare PATH]...
+ *                      [--dokrust PATH] [--runc PATH]
  *
  *   --runs N         runs per runtime (default 40; 50 with --concurrency)
  *   --warmup N       untimed runs of each first (default 3)
@@ -13,6 +14,9 @@
  *                    N runs (wall clock), R rounds per runtime (default 3)
  *   --source         also time dokrust from its TypeScript sources
  *                    (DOKRUST_NO_BUNDLE=1), to compare with the bundle
+ *   --bridge         also time dokrust with its default network (a bridge
+ *                    with NAT); the others run with --net none, which is
+ *                    what the bundle has (a network namespace with lo only)
  *   --compare PATH   also time the dokrust launcher at PATH, e.g. another
  *                    checkout's bin/dokrust (repeatable)
  *   --gap MS         pause before each timed run (default 0), so that each
@@ -39,6 +43,7 @@ interface Options {
   rounds: number;
   gap: number;
   source: boolean;
+  bridge: boolean;
   compare: string[];
   dokrust: string;
   runc: string;
@@ -70,6 +75,7 @@ function parseOptions(argv: string[]): Options {
       rounds: { type: "string" },
       gap: { type: "string" },
       source: { type: "boolean" },
+      bridge: { type: "boolean" },
       compare: { type: "string", multiple: true },
       dokrust: { type: "string" },
       runc: { type: "string" },
@@ -89,6 +95,7 @@ function parseOptions(argv: string[]): Options {
     rounds: int(values.rounds, 3, "rounds") || 1,
     gap: int(values.gap, 0, "gap"),
     source: values.source ?? false,
+    bridge: values.bridge ?? false,
     compare: values.compare ?? [],
     dokrust: values.dokrust ?? `${TOP}/bin/dokrust`,
     runc: values.runc ?? Bun.which("runc") ?? "runc",
@@ -140,6 +147,16 @@ function bundleIsFresh(): boolean {
   const stamp = statSync(list).mtimeMs;
   const names = /^dokrust_sources='([^']*)'$/m.exec(readFileSync(list, "utf8"))?.[1]?.split(" ").filter(Boolean) ?? [];
   return names.length > 0 && names.every((f) => existsSync(`${TOP}/${f}`) && statSync(`${TOP}/${f}`).mtimeMs < stamp);
+}
+
+/**
+ * `--net none` for a dokrust that has --net: its default network is a
+ * bridge with NAT, while the bundle's network namespace holds only lo.
+ * (Older dokrusts, compared with --compare, have no --net and no network.)
+ */
+function netNone(launcher: string): string[] {
+  const help = Bun.spawnSync([launcher, "--help"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
+  return /\s--net\s/.test(help) ? ["--net", "none"] : [];
 }
 
 async function runOnce(c: Contender, n: number): Promise<Sample> {
@@ -255,17 +272,19 @@ async function main(): Promise<void> {
   try {
     await makeBundle(options.runc, dir);
     const dokrustName = bundleIsFresh() ? "dokrust" : "dokrust (source)";
+    const dokrust = (path: string, net: string[]) => () => [path, ...net, "-r", `${dir}/rootfs`, "--", "/bin/true"];
     const contenders: Contender[] = [
-      { name: dokrustName, argv: () => [options.dokrust, "-r", `${dir}/rootfs`, "--", "/bin/true"] },
+      { name: dokrustName, argv: dokrust(options.dokrust, netNone(options.dokrust)) },
       { name: "runc", argv: (n) => [options.runc, "--root", runcRoot, "run", "--bundle", dir, `${ids}-${n}`] },
     ];
     if (options.source && dokrustName === "dokrust") {
       contenders.push({ ...contenders[0]!, name: "dokrust (source)", env: { DOKRUST_NO_BUNDLE: "1" } });
     }
+    if (options.bridge) contenders.push({ name: "dokrust (bridge)", argv: dokrust(options.dokrust, []) });
     console.log(`/bin/true in ${dir}/rootfs (busybox); ${cpuSummary()}`);
     options.compare.forEach((path, i) => {
       console.log(`compare${i + 1}: ${path}`);
-      contenders.push({ name: `compare${i + 1}`, argv: () => [path, "-r", `${dir}/rootfs`, "--", "/bin/true"] });
+      contenders.push({ name: `compare${i + 1}`, argv: dokrust(path, netNone(path)) });
     });
     if (options.concurrency > 1) await concurrent(contenders, options, next);
     else {

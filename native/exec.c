@@ -679,14 +679,34 @@ static int op_cgroup_join(uint32_t step, unsigned char *p)
 	return 0;
 }
 
-/* Put pid into every recorded cgroup; on failure *step names the join. */
-static int join_cgroups(pid_t pid, uint32_t *step)
+/*
+ * A v1 "tasks" file written "0" by the thread itself moves it without the
+ * kernel's global cgroup_threadgroup_rwsem, whose write side waits for an
+ * RCU grace period (10-16 ms); the child, single-threaded, does that.
+ * Other files (cgroup.procs of v2), and every file when the child is in
+ * a new user namespace (its ids may not open host files), get the
+ * child's pid from the outer.
+ */
+static int self_joins(const char *file, int userns)
+{
+	size_t len = strlen(file);
+
+	return !userns && len >= 6 && !strcmp(file + len - 6, "/tasks");
+}
+
+/*
+ * Write pid (0: the caller) into the recorded cgroup files that `mine`
+ * selects; on failure *step names the join.
+ */
+static int join_cgroups(pid_t pid, int userns, int mine, uint32_t *step)
 {
 	char n[24], *text = fmt_u(n, sizeof(n), (uint64_t)pid);
 	unsigned int i;
 	int fd;
 
 	for (i = 0; i < ncgroups; i++) {
+		if (self_joins(cgroup_files[i], userns) != mine)
+			continue;
 		*step = cgroup_steps[i];
 		fd = open(cgroup_files[i], O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -812,6 +832,7 @@ static int op_clone(uint32_t step, unsigned char *p)
 	char *uid_map = str(&p), *gid_map = str(&p), *setgroups = str(&p);
 	uint64_t mode = num(&p);
 	uint64_t cgroupns = flags & CLONE_NEWCGROUP;
+	int userns = (flags & CLONE_NEWUSER) != 0;
 	uint32_t failed = step;
 	int pfd[2], i;
 	pid_t pid;
@@ -849,13 +870,15 @@ static int op_clone(uint32_t step, unsigned char *p)
 		return fail("clone");
 	if (pid == 0) {
 		child_wait(pfd);
+		if (join_cgroups(0, userns, 1, &failed) < 0)
+			die(failed, errno, fail_sc);
 		if (cgroupns && unshare(CLONE_NEWCGROUP) < 0)
 			die(step, errno, "unshare");
 		return 0;
 	}
 	close(pfd[0]);
 	dbg("clone: child %d", (int)pid);
-	if (join_cgroups(pid, &failed) < 0 ||
+	if (join_cgroups(pid, userns, 0, &failed) < 0 ||
 	    (failed = step, write_maps(pid, uid_map, gid_map, setgroups)) < 0) {
 		int err = errno;
 

@@ -12,8 +12,15 @@ import { V1Manager } from "./v1.ts";
 import { V2Manager } from "./v2.ts";
 
 export interface CgroupManager {
-  /** The cgroup.procs files a process writes itself into to join. */
+  /** The cgroup.procs file of every hierarchy the container has a cgroup in. */
   readonly procsFiles: string[];
+  /**
+   * The files the executor writes to put the container into its cgroups
+   * (native/plan.h DK_OP_CGROUP_JOIN): `tasks` files on v1, where the
+   * process moves itself and skips the kernel's global threadgroup lock
+   * (and the RCU grace period it waits for); cgroup.procs on v2.
+   */
+  readonly joinFiles: string[];
   /** Create the cgroup directories (idempotent). */
   create(): void;
   /** Write the runtime-spec resources. */

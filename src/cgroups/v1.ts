@@ -30,6 +30,12 @@ export class V1Manager implements CgroupManager {
     return this.#allDirs().map((d) => `${d}/cgroup.procs`);
   }
 
+  get joinFiles(): string[] {
+    // The cgroup2 mount of a hybrid host holds no controllers; joining it
+    // would cost the threadgroup lock that the tasks files avoid.
+    return this.#layout.v1.map((h) => `${h.mount}${this.#path}/tasks`);
+  }
+
   #allDirs(): string[] {
     const dirs = this.#layout.v1.map((h) => `${h.mount}${this.#path}`);
     if (this.#layout.unified) dirs.push(`${this.#layout.unified}${this.#path}`);

@@ -23,6 +23,10 @@ export class V2Manager implements CgroupManager {
     return [`${this.#dir}/cgroup.procs`];
   }
 
+  get joinFiles(): string[] {
+    return this.procsFiles;
+  }
+
   get dir(): string {
     return this.#dir;
   }

@@ -69,7 +69,7 @@ function namespaceSteps(spec: Spec, ctx: PlanContext): { steps: Step[]; flags: n
     else flags |= flag;
   }
   for (const procs of ctx.cgroupProcs) {
-    steps.unshift({ op: Op.CGROUP_JOIN, args: [procs], what: `join cgroup ${procs.replace(/\/cgroup\.procs$/, "")}` });
+    steps.unshift({ op: Op.CGROUP_JOIN, args: [procs], what: `join cgroup ${procs.replace(/\/(cgroup\.procs|tasks)$/, "")}` });
   }
   return { steps, flags };
 }

@@ -108,7 +108,7 @@ function outerSteps(ctx: ExecContext): Step[] {
   const steps: Step[] = ctx.cgroupProcs.map((procs) => ({
     op: Op.CGROUP_JOIN,
     args: [procs],
-    what: `join cgroup ${procs.replace(/\/cgroup\.procs$/, "")}`,
+    what: `join cgroup ${procs.replace(/\/(cgroup\.procs|tasks)$/, "")}`,
   }));
   steps.push(...setnsSteps(ctx, OUTER_NAMESPACES), {
     op: Op.CLONE,

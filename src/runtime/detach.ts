@@ -78,7 +78,7 @@ export async function runDetached(options: RunOptions): Promise<number> {
     const inputs = await containerInputs(options, stateDir, {
       base: process.cwd(),
       isDirectory,
-      cgroupProcs: cgroup.procsFiles,
+      cgroupProcs: cgroup.joinFiles,
       cloneMode: CloneMode.DETACH,
       preserveFds: 0,
     });

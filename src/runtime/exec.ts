@@ -122,7 +122,7 @@ export async function startExec(options: ExecOptions): Promise<ExecStarted> {
   const ctx: ExecContext = {
     initPid: state.pid,
     namespaces: ownNamespaces(state.pid),
-    cgroupProcs: cgroupManager(state.cgroupPath).procsFiles,
+    cgroupProcs: cgroupManager(state.cgroupPath).joinFiles,
     cloneMode: options.detach ? CloneMode.DETACH : CloneMode.WAIT,
     preserveFds: options.preserveFds,
   };

@@ -178,7 +178,7 @@ export async function runForeground(options: RunOptions): Promise<number> {
     const inputs = await containerInputs(options, stateDir, {
       base: process.cwd(),
       isDirectory,
-      cgroupProcs: cgroup.procsFiles,
+      cgroupProcs: cgroup.joinFiles,
       cloneMode: CloneMode.WAIT,
       preserveFds: 0,
       pdeathsig: 9,
