@@ -30,8 +30,10 @@ import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step }
 export function executorPath(): string {
   const fromEnv = process.env.DOKRUST_EXEC;
   if (fromEnv) return fromEnv;
-  // In dist/dokrust, execPath is the executable's real path (/proc/self/exe).
-  const path = import.meta.url.startsWith("file:///$bunfs/")
+  // In dist/dokrust, Bun.main is under Bun's embedded /$bunfs (import.meta.url
+  // is not: the CommonJS build inlines the source's path), and execPath is the
+  // executable's real path (/proc/self/exe).
+  const path = Bun.main.startsWith("/$bunfs/")
     ? `${process.execPath.split("/").slice(0, -2).join("/")}/native/build/dokrust-exec`
     : Bun.fileURLToPath(new URL("../../native/build/dokrust-exec", import.meta.url));
   if (!existsSync(path)) {
@@ -69,7 +71,8 @@ export function spawnExecutor(steps: readonly Step[], options: SpawnOptions): Ex
   return { proc, next: reportReader(fd) };
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+/** Write all of bytes to the (non-blocking) channel socket. */
+export function writeAll(fd: number, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.length) {
     try {
@@ -83,7 +86,8 @@ function writeAll(fd: number, bytes: Uint8Array): void {
   }
 }
 
-function reportReader(fd: number): () => Promise<ExecutorReport | undefined> {
+/** Read the executor's 32-byte reports from the channel, one per call. */
+export function reportReader(fd: number): () => Promise<ExecutorReport | undefined> {
   const reader = Bun.file(fd).stream().getReader();
   let buffer = new Uint8Array(0);
   return async () => {

@@ -15,6 +15,7 @@ import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import { compileExecPlan, EXEC_NAMESPACE_ORDER, NS_FILES, type ExecContext } from "../plan/exec.ts";
 import { CloneMode, Op, Report, type ExecutorReport, type Step } from "../plan/ops.ts";
 import type { Process } from "../spec/types.ts";
+import { waitForeground } from "./foreground.ts";
 import { logger } from "./log.ts";
 import { loadState, statusOf, type StoredState } from "./state.ts";
 
@@ -189,34 +190,12 @@ async function awaitExec(
   return master === undefined ? { pid, executor } : { pid, executor, master };
 }
 
-const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
 
 /**
  * Wait for a foreground process: forward signals to it, relay its
  * terminal when there is a master, and resolve to its exit status.
  */
-export async function waitExec(started: ExecStarted): Promise<number> {
-  const forward = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(started.pid, signal);
-    } catch {
-      // gone already
-    }
-  };
-  for (const signal of FORWARDED) process.on(signal, forward);
-  let relay;
-  try {
-    if (started.master !== undefined) {
-      const { startRelay } = await import("../tty/relay.ts");
-      relay = startRelay(started.master, true);
-    }
-    const code = await started.executor.proc.exited;
-    if (relay) {
-      await Promise.race([relay.done, Bun.sleep(200)]);
-      relay.close();
-    }
-    return code;
-  } finally {
-    for (const signal of FORWARDED) process.off(signal, forward);
-  }
+export function waitExec(started: ExecStarted): Promise<number> {
+  const fg = { proc: started.executor.proc, interactive: true };
+  return waitForeground(started.pid, started.master === undefined ? fg : { ...fg, master: started.master });
 }

@@ -23,8 +23,8 @@
  */
 import { existsSync, readFileSync, writeSync } from "node:fs";
 import { DokrustError } from "../errors.ts";
-import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
-import { executorPath } from "../native/executor.ts";
+import { encodePlan, type ExecutorReport, type Step } from "../plan/ops.ts";
+import { executorPath, reportReader, writeAll } from "../native/executor.ts";
 import { processStartTime } from "./state.ts";
 
 /** Frame types the monitor sends to attach clients. */
@@ -129,36 +129,6 @@ export async function startMonitor(options: MonitorOptions): Promise<MonitorHand
   };
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let offset = 0;
-  while (offset < bytes.length) {
-    try {
-      offset += writeSync(fd, bytes, offset);
-    } catch (err) {
-      // non-blocking: a plan larger than the socket buffer waits for the executor
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
-      Bun.sleepSync(1);
-    }
-  }
-}
-
-function reportReader(fd: number): () => Promise<ExecutorReport | undefined> {
-  const reader = Bun.file(fd).stream().getReader();
-  let buffer = new Uint8Array(0);
-  return async () => {
-    while (buffer.length < REPORT_SIZE) {
-      const { done, value } = await reader.read();
-      if (done) return undefined;
-      const joined = new Uint8Array(buffer.length + value.length);
-      joined.set(buffer);
-      joined.set(value, buffer.length);
-      buffer = joined;
-    }
-    const report = decodeReport(buffer.subarray(0, REPORT_SIZE));
-    buffer = buffer.slice(REPORT_SIZE);
-    return report;
-  };
-}
 
 /** What the monitor recorded when the container ended. */
 export interface ExitRecord {

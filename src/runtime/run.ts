@@ -17,7 +17,7 @@ import type { PreparedNetwork } from "../net/setup.ts";
 import { markStarted, registerContainer } from "./dokrust-state.ts";
 import { claimDir, sweepStale } from "./sweep.ts";
 
-export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
+import { forwardSignals, waitWithTerminal } from "./foreground.ts";
 
 /** The state root: one directory per container. */
 export function stateRoot(): string {
@@ -165,9 +165,8 @@ export async function runForeground(options: RunOptions): Promise<number> {
   const id = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const stateDir = `${stateRoot()}/${id}`;
   let cgroup: CgroupManager | undefined;
-  let signalsOn = false;
-  const forward = (signal: NodeJS.Signals) => pending.forEach((f) => f(signal));
-  const pending = new Set<(s: NodeJS.Signals) => void>();
+  let containerPid: number | undefined;
+  let stopForwarding: (() => void) | undefined;
   let network: PreparedNetwork | undefined;
   // what runs killed before their cleanup left (their owner is gone)
   await sweepStale(stateRoot());
@@ -202,21 +201,16 @@ export async function runForeground(options: RunOptions): Promise<number> {
     cgroup.create();
     cgroup.apply(spec.linux?.resources);
     cgroup.applyQuota(options.quota);
-    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
-    signalsOn = true;
+    // Installed before the start, so that a signal then does not kill
+    // dokrust half-way; it reaches the container once it has a pid.
+    stopForwarding = forwardSignals(() => containerPid);
     const started = await start(steps, options, ttySockets, extraFds);
+    containerPid = started.pid;
     network.started(started.pid);
     markStarted(stateRoot(), id, started.pid);
-    pending.add((signal) => {
-      try {
-        process.kill(started.pid, signal);
-      } catch {
-        // the container is gone already
-      }
-    });
     return await waitForExit(started, options);
   } finally {
-    if (signalsOn) for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+    stopForwarding?.();
     try {
       await network?.teardown();
       cgroup?.destroy();
@@ -263,15 +257,7 @@ async function start(steps: Step[], options: RunOptions, ttySockets: [number, nu
 }
 
 async function waitForExit(started: Started, options: RunOptions): Promise<number> {
-  let relay;
-  if (started.master !== undefined) {
-    const { startRelay } = await import("../tty/relay.ts");
-    relay = startRelay(started.master, options.interactive);
-  }
-  const code = await started.executor.proc.exited;
-  if (relay) {
-    await Promise.race([relay.done, Bun.sleep(200)]);
-    relay.close();
-  }
+  const fg = { proc: started.executor.proc, interactive: options.interactive };
+  const code = await waitWithTerminal(started.master === undefined ? fg : { ...fg, master: started.master });
   return started.executor.proc.signalCode ? EXIT_RUNTIME : code;
 }

@@ -5,11 +5,11 @@
  * container and exits with its status (128+N when killed by signal N).
  */
 import { createContainer, deleteContainer, startContainer, type Created } from "../../runtime/container.ts";
+import { waitForeground as foreground } from "../../runtime/foreground.ts";
 import { logger } from "../../runtime/log.ts";
 import { CREATE_OPTIONS, createOptions } from "./create.ts";
 import { oneId, parseCommand, type Globals } from "./common.ts";
 
-const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const;
 
 export async function run(args: string[], globals: Globals): Promise<number> {
   const { values, positionals } = parseCommand("run", args, { ...CREATE_OPTIONS, detach: { type: "boolean", short: "d" } });
@@ -38,28 +38,7 @@ async function startOrDelete(root: string, id: string): Promise<void> {
   }
 }
 
-async function waitForeground(created: Created): Promise<number> {
-  const forward = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(created.state.pid, signal);
-    } catch {
-      // gone already
-    }
-  };
-  for (const signal of FORWARDED) process.on(signal, forward);
-  let relay;
-  try {
-    if (created.master !== undefined) {
-      const { startRelay } = await import("../../tty/relay.ts");
-      relay = startRelay(created.master, true);
-    }
-    const code = await created.executor.proc.exited;
-    if (relay) {
-      await Promise.race([relay.done, Bun.sleep(200)]);
-      relay.close();
-    }
-    return code;
-  } finally {
-    for (const signal of FORWARDED) process.off(signal, forward);
-  }
+function waitForeground(created: Created): Promise<number> {
+  const fg = { proc: created.executor.proc, interactive: true };
+  return foreground(created.state.pid, created.master === undefined ? fg : { ...fg, master: created.master });
 }
