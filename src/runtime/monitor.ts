@@ -21,7 +21,7 @@
  * The attach protocol (attach, wait) is framed both ways: u8 type, u32
  * length (little-endian), data.
  */
-import { existsSync, readFileSync, writeSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { DokrustError } from "../errors.ts";
 import { encodePlan, type ExecutorReport, type Step } from "../plan/ops.ts";
 import { executorPath, reportReader, writeAll } from "../native/executor.ts";
