@@ -22,6 +22,8 @@
  *   --gap MS         pause before each timed run (default 0), so that each
  *                    start finds the kernel idle rather than just after
  *                    the previous container (see docs/BENCHMARKS.md)
+ *   --dokrust PATH   the dokrust launcher to time (default: this tree's)
+ *   --runc PATH      the runc to time (default: runc on the PATH)
  *
  * Wall time is spawn to exit, with performance.now().  CPU is user +
  * system time from the rusage of the waited-for process, which takes in
@@ -30,7 +32,16 @@
  * largest process of the tree): Bun's own rusage figure is no use here,
  * because a child it spawns starts out charged with Bun's resident set.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { parseArgs } from "node:util";
 
 const TOP = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -105,9 +116,11 @@ function parseOptions(argv: string[]): Options {
 /** Exits with a message when something the benchmark needs is missing. */
 function checkPrerequisites(options: Options): void {
   const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push("root (both runtimes create namespaces, cgroups and mounts)");
+  if (process.getuid?.() !== 0) missing.push("root (for namespaces, cgroups, mounts)");
   if (!existsSync(options.runc)) missing.push(`runc (${options.runc}; apt-get install runc)`);
-  if (!existsSync(`${FIXTURE}/bin/true`)) missing.push(`the busybox fixture (sh test/fixtures/build.sh --busybox-only)`);
+  if (!existsSync(`${FIXTURE}/bin/true`)) {
+    missing.push("the busybox fixture (sh test/fixtures/build.sh --busybox-only)");
+  }
   if (missing.length > 0) {
     process.stderr.write(`bench: needs ${missing.join(", ")}\n`);
     process.exit(2);
@@ -123,7 +136,9 @@ async function makeBundle(runc: string, dir: string): Promise<void> {
   // cp -a: links, modes and owners as they are.
   mkdirSync(`${dir}/rootfs`);
   const copy = Bun.spawnSync(["cp", "-a", `${FIXTURE}/.`, `${dir}/rootfs/`], { stderr: "pipe" });
-  if (copy.exitCode !== 0) throw new Error(`copying the busybox rootfs failed: ${copy.stderr.toString().trim()}`);
+  if (copy.exitCode !== 0) {
+    throw new Error(`copying the busybox rootfs failed: ${copy.stderr.toString().trim()}`);
+  }
   const spec = Bun.spawnSync([runc, "spec"], { cwd: dir, stderr: "pipe" });
   if (spec.exitCode !== 0) throw new Error(`runc spec failed: ${spec.stderr.toString().trim()}`);
   const config = JSON.parse(readFileSync(`${dir}/config.json`, "utf8"));
@@ -143,10 +158,14 @@ async function makeBundle(runc: string, dir: string): Promise<void> {
  */
 function bundleIsFresh(): boolean {
   const list = `${TOP}/dist/dokrust-sources.sh`;
-  if (process.env.DOKRUST_NO_BUNDLE || !existsSync(`${TOP}/dist/dokrust`) || !existsSync(list)) return false;
+  if (process.env.DOKRUST_NO_BUNDLE || !existsSync(`${TOP}/dist/dokrust`) || !existsSync(list)) {
+    return false;
+  }
   const stamp = statSync(list).mtimeMs;
-  const names = /^dokrust_sources='([^']*)'$/m.exec(readFileSync(list, "utf8"))?.[1]?.split(" ").filter(Boolean) ?? [];
-  return names.length > 0 && names.every((f) => existsSync(`${TOP}/${f}`) && statSync(`${TOP}/${f}`).mtimeMs < stamp);
+  const line = /^dokrust_sources='([^']*)'$/m.exec(readFileSync(list, "utf8"))?.[1] ?? "";
+  const names = line.split(" ").filter(Boolean);
+  const older = (f: string) => existsSync(`${TOP}/${f}`) && statSync(`${TOP}/${f}`).mtimeMs < stamp;
+  return names.length > 0 && names.every(older);
 }
 
 /**
@@ -155,11 +174,15 @@ function bundleIsFresh(): boolean {
  * (Older dokrusts, compared with --compare, have no --net and no network.)
  */
 function netNone(launcher: string): string[] {
-  const help = Bun.spawnSync([launcher, "--help"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
-  return /\s--net\s/.test(help) ? ["--net", "none"] : [];
+  const help = Bun.spawnSync([launcher, "--help"], { stdout: "pipe", stderr: "ignore" });
+  return /\s--net\s/.test(help.stdout.toString()) ? ["--net", "none"] : [];
 }
 
-async function runOnce(c: Contender, n: number): Promise<Sample> {
+/**
+ * One start; undefined when it failed because the benchmark is being
+ * interrupted (Ctrl-C reaches the child too).
+ */
+async function runOnce(c: Contender, n: number): Promise<Sample | undefined> {
   const start = performance.now();
   const proc = Bun.spawn(c.argv(n), {
     stdin: "ignore",
@@ -169,7 +192,10 @@ async function runOnce(c: Contender, n: number): Promise<Sample> {
   });
   const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
   const ms = performance.now() - start;
-  if (code !== 0) throw new Error(`${c.name} run ${n} exited with ${code}: ${stderr.trim()}`);
+  if (code !== 0) {
+    if (stopping) return undefined;
+    throw new Error(`${c.name} run ${n} exited with ${code}: ${stderr.trim()}`);
+  }
   const usage = proc.resourceUsage();
   const cpuMs = usage ? Number(usage.cpuTime.total) / 1000 : NaN;
   return { ms, cpuMs };
@@ -184,10 +210,12 @@ function quantile(values: number[], q: number): number {
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
-const fmt = (v: number, digits = 1) => v.toFixed(digits).padStart(7);
-
 /** Runs one start of each contender in turn, `runs` times. */
-async function sequential(contenders: Contender[], options: Options, next: () => number): Promise<Map<string, Sample[]>> {
+async function sequential(
+  contenders: Contender[],
+  options: Options,
+  next: () => number,
+): Promise<Map<string, Sample[]>> {
   const samples = new Map(contenders.map((c) => [c.name, [] as Sample[]]));
   for (let i = 0; i < options.warmup; i++) for (const c of contenders) await runOnce(c, next());
   for (let i = 0; i < options.runs && !stopping; i++) {
@@ -195,20 +223,27 @@ async function sequential(contenders: Contender[], options: Options, next: () =>
     const order = i % 2 === 0 ? contenders : [...contenders].reverse();
     for (const c of order) {
       if (options.gap > 0) await Bun.sleep(options.gap);
-      samples.get(c.name)!.push(await runOnce(c, next()));
+      const sample = await runOnce(c, next());
+      if (sample) samples.get(c.name)!.push(sample);
     }
   }
   return samples;
 }
 
 /** `runs` starts of one contender, `concurrency` at a time; wall ms of the batch. */
-async function batch(c: Contender, options: Options, next: () => number, sink: Sample[]): Promise<number> {
+async function batch(
+  c: Contender,
+  options: Options,
+  next: () => number,
+  sink: Sample[],
+): Promise<number> {
   let started = 0;
   const start = performance.now();
   const worker = async () => {
     while (started < options.runs && !stopping) {
       started++;
-      sink.push(await runOnce(c, next()));
+      const sample = await runOnce(c, next());
+      if (sample) sink.push(sample);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
@@ -228,22 +263,34 @@ function peakMemory(c: Contender, next: () => number): number | undefined {
     });
     // time writes its line last, after whatever the command wrote.
     const kib = Number(run.stderr.toString().trim().split("\n").pop());
-    if (run.exitCode !== 0 || !Number.isFinite(kib)) throw new Error(`${c.name} under ${TIME} failed: ${run.stderr.toString().trim()}`);
+    if (run.exitCode !== 0 || !Number.isFinite(kib)) {
+      throw new Error(`${c.name} under ${TIME} failed: ${run.stderr.toString().trim()}`);
+    }
     values.push(kib / 1024);
   }
   return quantile(values, 0.5);
 }
 
-function printSequential(samples: Map<string, Sample[]>, memory: Map<string, number | undefined>): void {
-  console.log(`${"".padEnd(16)} ${"median".padStart(7)} ${"p90".padStart(7)} ${"min".padStart(7)}  (ms wall) ${"CPU".padStart(7)} (ms) ${"max RSS".padStart(8)} (MiB)`);
+/** A table row: a name, then columns right-aligned to 7 characters and joined by gaps. */
+function row(name: string, columns: string[]): string {
+  return `${name.padEnd(16)} ${columns.map((c) => c.padStart(7)).join(" ")}`;
+}
+
+function printSequential(samples: Map<string, Sample[]>, memory: Map<string, number | undefined>) {
+  console.log(row("", ["median", "p90", "min", "", "CPU", "max RSS"]));
+  console.log(row("", ["(ms", "wall)", "", "", "(ms)", "(MiB)"]));
   for (const [name, list] of samples) {
     const ms = list.map((s) => s.ms);
     const cpu = quantile(list.map((s) => s.cpuMs), 0.5);
     const rss = memory.get(name);
-    const rssText = rss === undefined ? "n/a".padStart(8) : rss.toFixed(1).padStart(8);
-    console.log(`${name.padEnd(16)} ${fmt(quantile(ms, 0.5))} ${fmt(quantile(ms, 0.9))} ${fmt(Math.min(...ms))}  ${"".padEnd(9)} ${fmt(cpu)}      ${rssText}`);
+    const times = [quantile(ms, 0.5), quantile(ms, 0.9), Math.min(...ms)].map((v) => v.toFixed(1));
+    const rssText = rss === undefined ? "n/a" : rss.toFixed(1);
+    console.log(row(name, [...times, "", cpu.toFixed(1), rssText]));
   }
-  if ([...memory.values()].includes(undefined)) console.log(`(max RSS: ${TIME} is missing; apt-get install time)`);
+  if (stopping) console.log("(interrupted: medians of the runs made so far; max RSS not measured)");
+  else if ([...memory.values()].includes(undefined)) {
+    console.log(`(max RSS: ${TIME} is missing; apt-get install time)`);
+  }
 }
 
 function printRatios(medians: Map<string, number>, what: string): void {
@@ -254,14 +301,49 @@ function printRatios(medians: Map<string, number>, what: string): void {
   }
 }
 
+/** Set by SIGINT/SIGTERM: finish the current run, report, clean up. */
 let stopping = false;
+
+/** The runtimes to time, in the order of a round. */
+function contendersFor(options: Options, dir: string): Contender[] {
+  const rootfs = `${dir}/rootfs`;
+  const dokrust = (path: string, net: string[]) => () => [path, ...net, "-r", rootfs, "--", "/bin/true"];
+  const id = (n: number) => `dokrust-test-bench-${process.pid}-${n}`;
+  const runc = (n: number) => [options.runc, "--root", `${dir}/runc-state`, "run", "--bundle", dir, id(n)];
+  const fresh = bundleIsFresh();
+  const main = dokrust(options.dokrust, netNone(options.dokrust));
+  const contenders: Contender[] = [
+    { name: fresh ? "dokrust" : "dokrust (source)", argv: main },
+    { name: "runc", argv: runc },
+  ];
+  const sourceEnv = { DOKRUST_NO_BUNDLE: "1" };
+  if (options.source && fresh) contenders.push({ name: "dokrust (source)", argv: main, env: sourceEnv });
+  if (options.bridge) {
+    contenders.push({ name: "dokrust (bridge)", argv: dokrust(options.dokrust, []) });
+  }
+  options.compare.forEach((path, i) => {
+    console.log(`compare${i + 1}: ${path}`);
+    contenders.push({ name: `compare${i + 1}`, argv: dokrust(path, netNone(path)) });
+  });
+  return contenders;
+}
+
+/** Alternating single starts, then peak memory; prints the table and the ratios. */
+async function alternating(contenders: Contender[], options: Options, next: () => number) {
+  const gap = options.gap > 0 ? `, ${options.gap} ms apart` : "";
+  console.log(`${options.runs} runs each, alternating${gap}, after ${options.warmup} warm-ups each`);
+  const samples = await sequential(contenders, options, next);
+  const memoryOf = (c: Contender) => (stopping ? undefined : peakMemory(c, next));
+  const memory = new Map(contenders.map((c) => [c.name, memoryOf(c)]));
+  printSequential(samples, memory);
+  const median = (list: Sample[]) => quantile(list.map((s) => s.ms), 0.5);
+  printRatios(new Map([...samples].map(([name, list]) => [name, median(list)])), "median wall");
+}
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   checkPrerequisites(options);
   const dir = mkdtempSync("/tmp/dokrust-test-bench-");
-  const runcRoot = `${dir}/runc-state`;
-  const ids = `dokrust-test-bench-${process.pid}`;
   let counter = 0;
   const next = () => counter++;
   const onSignal = () => {
@@ -271,63 +353,51 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
   try {
     await makeBundle(options.runc, dir);
-    const dokrustName = bundleIsFresh() ? "dokrust" : "dokrust (source)";
-    const dokrust = (path: string, net: string[]) => () => [path, ...net, "-r", `${dir}/rootfs`, "--", "/bin/true"];
-    const contenders: Contender[] = [
-      { name: dokrustName, argv: dokrust(options.dokrust, netNone(options.dokrust)) },
-      { name: "runc", argv: (n) => [options.runc, "--root", runcRoot, "run", "--bundle", dir, `${ids}-${n}`] },
-    ];
-    if (options.source && dokrustName === "dokrust") {
-      contenders.push({ ...contenders[0]!, name: "dokrust (source)", env: { DOKRUST_NO_BUNDLE: "1" } });
-    }
-    if (options.bridge) contenders.push({ name: "dokrust (bridge)", argv: dokrust(options.dokrust, []) });
     console.log(`/bin/true in ${dir}/rootfs (busybox); ${cpuSummary()}`);
-    options.compare.forEach((path, i) => {
-      console.log(`compare${i + 1}: ${path}`);
-      contenders.push({ name: `compare${i + 1}`, argv: dokrust(path, netNone(path)) });
-    });
+    const contenders = contendersFor(options, dir);
     if (options.concurrency > 1) await concurrent(contenders, options, next);
-    else {
-      const gap = options.gap > 0 ? `, ${options.gap} ms apart` : "";
-      console.log(`${options.runs} runs each, alternating${gap}, after ${options.warmup} warm-up runs each`);
-      const samples = await sequential(contenders, options, next);
-      const memory = new Map(contenders.map((c) => [c.name, stopping ? undefined : peakMemory(c, next)]));
-      printSequential(samples, memory);
-      printRatios(new Map([...samples].map(([name, list]) => [name, quantile(list.map((s) => s.ms), 0.5)])), "median wall");
-    }
+    else await alternating(contenders, options, next);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    cleanup(options.runc, runcRoot, dir);
+    cleanup(options.runc, `${dir}/runc-state`, dir);
   }
 }
 
-async function concurrent(contenders: Contender[], options: Options, next: () => number): Promise<void> {
-  console.log(`${options.runs} runs, ${options.concurrency} at a time, ${options.rounds} rounds per runtime, alternating`);
+/** Batches of `runs` starts, `concurrency` at a time; prints batch times and the ratios. */
+async function concurrent(contenders: Contender[], options: Options, next: () => number) {
+  const { runs, concurrency, rounds } = options;
+  console.log(`${runs} runs, ${concurrency} at a time, ${rounds} rounds per runtime, alternating`);
   for (let i = 0; i < options.warmup; i++) for (const c of contenders) await runOnce(c, next());
   const walls = new Map(contenders.map((c) => [c.name, [] as number[]]));
   const samples = new Map(contenders.map((c) => [c.name, [] as Sample[]]));
   for (let r = 0; r < options.rounds && !stopping; r++) {
     const order = r % 2 === 0 ? contenders : [...contenders].reverse();
-    for (const c of order) walls.get(c.name)!.push(await batch(c, options, next, samples.get(c.name)!));
+    for (const c of order) {
+      walls.get(c.name)!.push(await batch(c, options, next, samples.get(c.name)!));
+    }
   }
-  console.log(`${"".padEnd(16)} ${"batch".padStart(7)} ${"starts/s".padStart(9)}   per start: ${"median".padStart(7)} ${"p90".padStart(7)} (ms)`);
+  console.log(row("", ["batch", "starts/", "", "each:", "median", "p90"]));
+  console.log(row("", ["(ms)", "second", "", "", "(ms)", "(ms)"]));
   const medians = new Map<string, number>();
   for (const c of contenders) {
     const wall = quantile(walls.get(c.name)!, 0.5);
     medians.set(c.name, wall);
     const ms = samples.get(c.name)!.map((s) => s.ms);
-    console.log(`${c.name.padEnd(16)} ${fmt(wall, 0)} ${fmt((options.runs * 1000) / wall, 1).padStart(9)}   ${"".padEnd(11)} ${fmt(quantile(ms, 0.5))} ${fmt(quantile(ms, 0.9))}`);
+    const each = [quantile(ms, 0.5), quantile(ms, 0.9)].map((v) => v.toFixed(1));
+    const perSecond = ((options.runs * 1000) / wall).toFixed(1);
+    console.log(row(c.name, [wall.toFixed(0), perSecond, "", "", ...each]));
   }
   printRatios(medians, "median batch wall");
 }
 
 function cpuSummary(): string {
-  const cpus = readFileSync("/proc/cpuinfo", "utf8").split("\n").filter((l) => l.startsWith("processor")).length;
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const cpus = cpuinfo.split("\n").filter((l) => l.startsWith("processor")).length;
   return `${cpus} CPUs, kernel ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}`;
 }
 
-/** Removes what the runs may have left (runc deletes its containers on exit) and the bundle. */
+/** Removes what the runs left (runc deletes its containers as they exit) and the bundle. */
 function cleanup(runc: string, runcRoot: string, dir: string): void {
   let leftovers: string[] = [];
   try {
@@ -336,7 +406,8 @@ function cleanup(runc: string, runcRoot: string, dir: string): void {
     // runc never ran
   }
   for (const id of leftovers) {
-    Bun.spawnSync([runc, "--root", runcRoot, "delete", "--force", id], { stdout: "ignore", stderr: "ignore" });
+    const quiet = { stdout: "ignore", stderr: "ignore" } as const;
+    Bun.spawnSync([runc, "--root", runcRoot, "delete", "--force", id], quiet);
   }
   rmSync(dir, { recursive: true, force: true });
 }

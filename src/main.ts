@@ -81,13 +81,11 @@ function report(err: unknown): number {
   return EXIT_RUNTIME;
 }
 
-let code: number;
-try {
-  code = await main(process.argv.slice(2));
-} catch (err) {
-  code = report(err);
-}
-// No need to load tty/relay.ts here to restore the terminal (it costs
-// ~2 ms when run from source): it restores it from its own "exit" handler,
-// and a terminal is only ever raw once it has been loaded.
-process.exit(code);
+// No top-level await: dist/dokrust is built as CommonJS (scripts/bundle.sh),
+// which has none.  No import of tty/relay.ts to restore the terminal either
+// (~2 ms from source): it does so from its own "exit" handler, and the
+// terminal is only ever raw once it has been loaded.
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => process.exit(report(err)),
+);

@@ -5,7 +5,9 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { DokrustError, UsageError } from "../errors.ts";
+import { installDeviceProgram } from "../native/bpf.ts";
 import type { Resources, ThrottleDevice } from "../spec/types.ts";
+import { compileDeviceRules, encodeProgram } from "./devices-bpf.ts";
 import type { CgroupManager } from "./manager.ts";
 import { makeDirs, readCgroupFile, readPids, removeCgroupDir, writeCgroupFile } from "./manager.ts";
 import { sharesToWeight, translateToV2, V2_CONTROLLERS, type QuotaEntry } from "./quota.ts";
@@ -90,6 +92,8 @@ export class V2Manager implements CgroupManager {
     ];
     for (const [key, list] of io) for (const d of list ?? []) this.#set("io.max", `${d.major}:${d.minor} ${key}=${d.rate}`);
     for (const h of hugepageLimits ?? []) this.#set(`hugetlb.${h.pageSize}.max`, h.limit);
+    // v2 has no devices.allow/deny: a BPF program on the cgroup decides.
+    if (resources.devices) installDeviceProgram(encodeProgram(compileDeviceRules(resources.devices)), this.#dir);
     for (const [file, value] of Object.entries(resources.unified ?? {})) {
       if (file.includes("/")) throw new DokrustError(`linux.resources.unified: bad file name ${file}`);
       this.#set(file, value);
