@@ -21,21 +21,25 @@ import { writeSync } from "node:fs";
 import { DokrustError, errnoName } from "../errors.ts";
 import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
 
+/** Whether this is dist/dokrust, Bun's single executable (its modules live in /$bunfs). */
+export function isBundled(): boolean {
+  return Bun.main.startsWith("/$bunfs/");
+}
+
 /**
- * Where the built executor lives (native/build.sh puts it there):
- * $DOKRUST_EXEC, else native/build/dokrust-exec in dokrust's tree, found
- * from this module's file or, in the single executable dist/dokrust
- * (whose modules live in Bun's embedded /$bunfs), from the executable.
+ * dokrust's own tree (the checkout, or where npm installed it): found
+ * from the executable dist/dokrust when bundled (execPath is its real
+ * path; import.meta.url would name the source file at build time), else
+ * from this module's file.
  */
+export function installDir(): string {
+  if (isBundled()) return process.execPath.split("/").slice(0, -2).join("/");
+  return Bun.fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
+}
+
+/** Where the built executor lives: $DOKRUST_EXEC, else native/build/ (native/build.sh). */
 export function executorPath(): string {
-  const fromEnv = process.env.DOKRUST_EXEC;
-  if (fromEnv) return fromEnv;
-  // In dist/dokrust, Bun.main is under Bun's embedded /$bunfs (import.meta.url
-  // is not: the CommonJS build inlines the source's path), and execPath is the
-  // executable's real path (/proc/self/exe).
-  const path = Bun.main.startsWith("/$bunfs/")
-    ? `${process.execPath.split("/").slice(0, -2).join("/")}/native/build/dokrust-exec`
-    : Bun.fileURLToPath(new URL("../../native/build/dokrust-exec", import.meta.url));
+  const path = process.env.DOKRUST_EXEC || `${installDir()}/native/build/dokrust-exec`;
   if (!existsSync(path)) {
     throw new DokrustError(`the executor ${path} is missing: run \`npm run build\` (it needs a C compiler)`);
   }

@@ -24,7 +24,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { DokrustError } from "../errors.ts";
 import { encodePlan, type ExecutorReport, type Step } from "../plan/ops.ts";
-import { executorPath, reportReader, writeAll } from "../native/executor.ts";
+import { executorPath, installDir, isBundled, reportReader, writeAll } from "../native/executor.ts";
 import { processStartTime } from "./state.ts";
 
 /** Frame types the monitor sends to attach clients. */
@@ -60,22 +60,18 @@ export interface MonitorOptions {
 }
 
 /** The top of dokrust's tree (where native/ and bin/ are). */
-function topDir(): string {
-  if (import.meta.url.startsWith("file:///$bunfs/")) return process.execPath.split("/").slice(0, -2).join("/");
-  return Bun.fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
-}
 
 /** The built monitor: $DOKRUST_MONITOR, else native/build/dokrust-monitor. */
 export function monitorPath(): string {
-  const path = process.env.DOKRUST_MONITOR || `${topDir()}/native/build/dokrust-monitor`;
+  const path = process.env.DOKRUST_MONITOR || `${installDir()}/native/build/dokrust-monitor`;
   if (!existsSync(path)) throw new DokrustError(`the monitor ${path} is missing: run \`npm run build\` (it needs a C compiler)`);
   return path;
 }
 
 /** The command line that runs this dokrust again (for the monitor's exit command). */
 export function dokrustCommand(): string[] {
-  if (import.meta.url.startsWith("file:///$bunfs/")) return [process.execPath];
-  return [`${topDir()}/bin/dokrust`];
+  if (isBundled()) return [process.execPath];
+  return [`${installDir()}/bin/dokrust`];
 }
 
 /** Default size at which container.log rotates: $DOKRUST_LOG_MAX_SIZE bytes, or 10 MB. */
