@@ -105,6 +105,8 @@ static uint32_t nops;
 static int chan = -1;		/* the channel socket */
 static int rootfd = -1;		/* DK_OP_ROOT, "/" after DK_OP_PIVOT */
 static int fifofd = -1;		/* DK_OP_OPEN_FIFO */
+static int fifowr = -1;		/* DK_OP_WAIT: the fifo's write end */
+static pid_t host_pid;		/* the container's pid, as the host sees it */
 static char *exec_path;		/* DK_OP_FIND_EXEC */
 static const char *fail_sc;	/* name of the system call that failed */
 static int debug;
@@ -114,6 +116,8 @@ static char *envp_tab[MAX_ARGV + 1];
 static gid_t groups[MAX_GROUPS];
 
 /* --- reports and errors ------------------------------------------------ */
+
+static void set_disposition(int sig, void (*handler)(int));
 
 __attribute__((format(printf, 1, 2)))
 static void dbg(const char *fmt, ...)
@@ -141,6 +145,11 @@ static void report(uint32_t type, uint32_t step, int32_t value, const char *sc)
 	for (i = 0; sc && sc[i] && i < sizeof(r.syscall) - 1; i++)
 		r.syscall[i] = sc[i];
 	(void)send(chan, &r, sizeof(r), MSG_NOSIGNAL);
+	/* after DK_OP_WAIT, `start` reads the failure from the fifo */
+	if (type == DK_REPORT_ERROR && fifowr >= 0) {
+		set_disposition(SIGPIPE, SIG_IGN);
+		(void)!write(fifowr, &r, sizeof(r));
+	}
 }
 
 static _Noreturn void die(uint32_t step, int err, const char *sc)
@@ -242,6 +251,7 @@ static const char *const op_kinds[] = {
 	[DK_OP_UMASK] = "n",		[DK_OP_PERSONALITY] = "n",
 	[DK_OP_FIND_EXEC] = "s+",	[DK_OP_EXEC] = "ns*",
 	[DK_OP_CLOSE_FDS] = "n",	[DK_OP_PDEATHSIG] = "n",
+	[DK_OP_HOOK] = "snssns*",
 };
 
 static int check_arg(char kind, const unsigned char *d, uint32_t len)
@@ -338,6 +348,8 @@ static int check_op(const struct op *op, int *found)
 		return 1;
 	case DK_OP_EXEC:
 		return *found && num_at(op, 0) <= op->nargs - 1;
+	case DK_OP_HOOK:
+		return num_at(op, 4) <= op->nargs - 5;
 	}
 	return 1;
 }
@@ -796,18 +808,21 @@ static int wait_status(pid_t pid)
 	return 125;
 }
 
-/* The child waits here until the outer has written its id maps. */
+/*
+ * The child waits here until the outer has written its id maps; the
+ * outer then sends the child's pid as the host sees it (for the state
+ * hooks get: in a new pid namespace the child is 1 to itself).
+ */
 static void child_wait(int pfd[2])
 {
 	ssize_t n;
-	char c;
 
 	reset_signals();
 	close(pfd[1]);
 	do
-		n = read(pfd[0], &c, 1);
+		n = read(pfd[0], &host_pid, sizeof(host_pid));
 	while (n < 0 && errno == EINTR);
-	if (n != 1)	/* the outer failed, and has said so */
+	if (n != sizeof(host_pid))	/* the outer failed, and has said so */
 		_exit(125);
 	close(pfd[0]);
 }
@@ -887,7 +902,7 @@ static int op_clone(uint32_t step, unsigned char *p)
 		die(failed, err, fail_sc);
 	}
 	report(DK_REPORT_PID, step, pid, NULL);
-	(void)write_all(pfd[1], "G", 1);
+	(void)write_all(pfd[1], (const char *)&pid, sizeof(pid));
 	close(pfd[1]);
 	if (mode == DK_CLONE_DETACH)
 		_exit(0);
@@ -1299,10 +1314,14 @@ static int op_wait(void)
 	if (fd < 0)
 		return fail("open");
 	ret = write_all(fd, "0", 1);
-	xclose(fd);
 	xclose(fifofd);
 	fifofd = -1;
-	return ret < 0 ? fail("write") : 0;
+	if (ret < 0) {
+		xclose(fd);
+		return fail("write");
+	}
+	fifowr = fd;	/* open until execve: see DK_OP_WAIT */
+	return 0;
 }
 
 static int op_cap_bounding(unsigned char *p)
@@ -1436,11 +1455,11 @@ static int op_find_exec(const struct op *op)
 	return fail("execve");
 }
 
-static int op_exec(const struct op *op)
+/* Fill argv_tab and envp_tab from "u64 argc, argv..., env..." (nargs args). */
+static int fill_argv(unsigned char *p, uint32_t nargs)
 {
-	unsigned char *p = op->args;
 	uint64_t argc = num(&p);
-	uint32_t nenv = op->nargs - 1 - (uint32_t)argc, i;
+	uint32_t nenv = nargs - 1 - (uint32_t)argc, i;
 
 	if (argc > MAX_ARGV || nenv > MAX_ARGV) {
 		errno = E2BIG;
@@ -1452,6 +1471,13 @@ static int op_exec(const struct op *op)
 	for (i = 0; i < nenv; i++)
 		envp_tab[i] = str(&p);
 	envp_tab[nenv] = NULL;
+	return 0;
+}
+
+static int op_exec(const struct op *op)
+{
+	if (fill_argv(op->args, op->nargs) < 0)
+		return -1;
 	dbg("execve %s", exec_path);
 	execve(exec_path, argv_tab, envp_tab);
 	return fail("execve");
@@ -1499,6 +1525,95 @@ static int op_close_fds(unsigned char *p)
 	if (errno != ENOSYS && errno != EINVAL)
 		return fail("close_range");
 	return cloexec_walk(first);
+}
+
+/* --- hooks ------------------------------------------------------------- */
+
+static volatile pid_t hook_pid;
+static volatile sig_atomic_t hook_timed_out;
+
+/* SIGALRM: the hook's timeout passed; killing it here leaves no race. */
+static void hook_alarm(int sig)
+{
+	(void)sig;
+	hook_timed_out = 1;
+	kill(hook_pid, SIGKILL);
+}
+
+/*
+ * In the hook's process: the state pipe as stdin, only fds 0-2 kept, and
+ * the root as the working directory (runc: the rootfs before pivot_root).
+ */
+static _Noreturn void hook_child(int in, const char *path)
+{
+	if (dup2(in, 0) < 0 || (rootfd >= 0 && fchdir(rootfd) < 0))
+		_exit(127);
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		(void)cloexec_walk(3);
+	execve(path, argv_tab, envp_tab);
+	_exit(127);
+}
+
+/* Write prefix, host_pid, suffix; a hook that does not read is no error. */
+static void hook_feed(int fd, const char *prefix, const char *suffix)
+{
+	char n[24];
+	const char *pid = fmt_u(n, sizeof(n), (uint64_t)host_pid);
+
+	if (write_all(fd, prefix, strlen(prefix)) == 0 &&
+	    write_all(fd, pid, strlen(pid)) == 0)
+		(void)write_all(fd, suffix, strlen(suffix));
+	close(fd);
+}
+
+static int op_hook(const struct op *op)
+{
+	unsigned char *p = op->args;
+	char *path = str(&p);
+	uint64_t timeout = num(&p);
+	char *prefix = str(&p), *suffix = str(&p);
+	int pfd[2], status;
+	siginfo_t info;
+
+	if (fill_argv(p, op->nargs - 4) < 0)
+		return -1;
+	if (access(path, X_OK) < 0)
+		return fail("execve");
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return fail("pipe2");
+	/* fork-like, as in op_clone: glibc's fork() is not for this process */
+	hook_pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (hook_pid < 0) {
+		xclose(pfd[0]);
+		xclose(pfd[1]);
+		return fail("clone");
+	}
+	if (hook_pid == 0)
+		hook_child(pfd[0], path);
+	close(pfd[0]);
+	hook_timed_out = 0;
+	set_disposition(SIGPIPE, SIG_IGN);
+	set_disposition(SIGALRM, hook_alarm);	/* no SA_RESTART */
+	alarm((unsigned int)(timeout > UINT_MAX ? UINT_MAX : timeout));
+	hook_feed(pfd[1], prefix, suffix);
+	/* WNOWAIT: until the alarm is off, the pid it kills stays ours */
+	while (waitid(P_PID, (id_t)hook_pid, &info, WEXITED | WNOWAIT) < 0)
+		if (errno != EINTR)
+			return fail("waitid");
+	alarm(0);
+	while (waitpid(hook_pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return fail("waitpid");
+	set_disposition(SIGALRM, SIG_DFL);
+	set_disposition(SIGPIPE, SIG_DFL);
+	if (hook_timed_out)
+		errno = ETIMEDOUT;
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	else
+		errno = WIFEXITED(status) ? DK_HOOK_EXITED | WEXITSTATUS(status)
+					  : DK_HOOK_SIGNALED | WTERMSIG(status);
+	return fail("hook");
 }
 
 /* --- the loop ---------------------------------------------------------- */
@@ -1560,6 +1675,7 @@ static int run(uint32_t step)
 	case DK_OP_FIND_EXEC:	return op_find_exec(op);
 	case DK_OP_EXEC:	return op_exec(op);
 	case DK_OP_CLOSE_FDS:	return op_close_fds(p);
+	case DK_OP_HOOK:	return op_hook(op);
 	case DK_OP_PDEATHSIG:
 		return prctl(PR_SET_PDEATHSIG, (unsigned long)num(&p), 0, 0, 0) < 0 ?
 		       fail("prctl") : 0;

@@ -105,7 +105,10 @@
 /* (no args): report DK_REPORT_READY. */
 #define DK_OP_READY 25
 /* (no args): open the fifo of DK_OP_OPEN_FIFO for writing through
- * /proc/self/fd (blocks until `start` opens it), write one byte. */
+ * /proc/self/fd (blocks until `start` opens it), write one byte.  The
+ * write end stays open until execve (close-on-exec): a step that fails
+ * after it writes its DK_REPORT_ERROR record into the fifo as well, so
+ * `start` can read it before the end of file. */
 #define DK_OP_WAIT 26
 /* u64 mask: drop every capability outside mask from the bounding set. */
 #define DK_OP_CAP_BOUNDING 27
@@ -134,6 +137,20 @@
 #define DK_OP_CLOSE_FDS 37
 /* u64 signal: ask the kernel to send signal when the parent dies. */
 #define DK_OP_PDEATHSIG 38
+/*
+ * path, u64 timeout, state_prefix, state_suffix, u64 argc, argv...,
+ * env...: run an OCI hook (createContainer, startContainer) from the
+ * container process, in its namespaces: fork, execve path (resolved in
+ * the current mount namespace) with fds 0-2 inherited but stdin a pipe
+ * carrying state_prefix + the container's pid (as the host sees it,
+ * which the outer passes on at the clone) + state_suffix, and wait.
+ * timeout (seconds, 0 = none) passed: SIGKILL the hook, fail with
+ * ETIMEDOUT.  A hook that fails fails the step with syscall "hook" and
+ * the value DK_HOOK_EXITED | status or DK_HOOK_SIGNALED | signal.
+ */
+#define DK_OP_HOOK 39
+#define DK_HOOK_EXITED 0x10000
+#define DK_HOOK_SIGNALED 0x20000
 
 /* opts bits */
 #define DK_IN_ROOT 0x1u       /* path is inside the root */

@@ -88,12 +88,16 @@ function toMatch(rule: DeviceRule, index: number): Match {
   let access = 0;
   for (const ch of rule.access ?? "rwm") {
     const bit = ACCESS_BITS[ch];
-    if (bit === undefined) throw new DokrustError(`linux.resources.devices/${index}: bad access ${JSON.stringify(rule.access)}`);
+    if (bit === undefined) {
+      throw new DokrustError(`linux.resources.devices/${index}: bad access ${JSON.stringify(rule.access)}`);
+    }
     access |= bit;
   }
   const kind = rule.type ?? "a";
   if (kind === "a") return { allow: rule.allow, type: undefined, major: undefined, minor: undefined, access };
-  if (kind !== "b" && kind !== "c") throw new DokrustError(`linux.resources.devices/${index}: bad type ${JSON.stringify(kind)}`);
+  if (kind !== "b" && kind !== "c") {
+    throw new DokrustError(`linux.resources.devices/${index}: bad type ${JSON.stringify(kind)}`);
+  }
   return {
     allow: rule.allow,
     type: kind === "b" ? DEV_BLOCK : DEV_CHAR,

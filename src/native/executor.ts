@@ -19,7 +19,7 @@
 import { existsSync } from "node:fs";
 import { writeSync } from "node:fs";
 import { DokrustError, errnoName } from "../errors.ts";
-import { decodeReport, encodePlan, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
+import { decodeReport, encodePlan, hookFailure, REPORT_SIZE, type ExecutorReport, type Step } from "../plan/ops.ts";
 
 /** Whether this is dist/dokrust, Bun's single executable (its modules live in /$bunfs). */
 export function isBundled(): boolean {
@@ -119,5 +119,6 @@ export function stepError(steps: readonly Step[], report: ExecutorReport): Dokru
   if (report.syscall === "openat2" && name === "ELOOP" && / on \S+\/(proc|sys)$/.test(what)) {
     return new DokrustError(`${what}: the target is a symlink (proc and sysfs go on real directories only): ELOOP`);
   }
+  if (report.syscall === "hook") return new DokrustError(`${what}: ${hookFailure(report.value, step?.args[1])}`);
   return new DokrustError(`${what}: ${report.syscall}: ${name}`);
 }

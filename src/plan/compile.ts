@@ -12,7 +12,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { DEFAULT_DEVICES, DEFAULT_PATH } from "../spec/defaults.ts";
-import type { Device, IdMapping, Spec } from "../spec/types.ts";
+import type { Device, Hook, IdMapping, Spec } from "../spec/types.ts";
 import {
   CLONE,
   MS,
@@ -49,6 +49,25 @@ export interface PlanContext extends MountHost {
   seccomp?: { program: Uint8Array; flags: number };
   /** Kill the container when the executor's parent dies. */
   pdeathsig?: number;
+  /**
+   * The state JSON the createContainer and startContainer hooks get, cut
+   * around the pid (the executor puts it in: nobody knows it before the
+   * clone).  Without it those hooks are not run: only the OCI face runs hooks.
+   */
+  hookState?: (status: "creating" | "created") => { prefix: string; suffix: string };
+}
+
+/** HOOK steps: each hook run from the container process, in its namespaces. */
+function hookSteps(kind: string, hooks: readonly Hook[] | undefined, state: { prefix: string; suffix: string }): Step[] {
+  return (hooks ?? []).map((hook) => {
+    const argv = hook.args?.length ? hook.args : [hook.path];
+    const env = hook.env ?? [];
+    return {
+      op: Op.HOOK,
+      args: [hook.path, hook.timeout ?? 0, state.prefix, state.suffix, argv.length, ...argv, ...env],
+      what: `${kind} hook ${hook.path}`,
+    };
+  });
 }
 
 function mapText(mappings: readonly IdMapping[] | undefined): string {
@@ -173,6 +192,9 @@ function rootfsSteps(spec: Spec, ctx: PlanContext): Step[] {
   if (spec.process?.cwd && spec.process.cwd !== "/") {
     steps.push({ op: Op.MKDIR, args: [spec.process.cwd, 0o755], what: `create the working directory ${root}${spec.process.cwd}` });
   }
+  // runc's order: after the mounts, before pivot_root, so the hook's path
+  // is still the host's (runtime-spec: createContainer).
+  if (ctx.hookState) steps.push(...hookSteps("createContainer", spec.hooks?.createContainer, ctx.hookState("creating")));
   steps.push({ op: Op.PIVOT, args: [], what: `pivot_root into ${root}` });
   if (propagation) {
     const flag = { shared: MS.SHARED, slave: MS.SLAVE, private: MS.PRIVATE, unbindable: MS.UNBINDABLE }[propagation.replace(/^r/, "")];
@@ -277,6 +299,9 @@ function processSteps(spec: Spec, ctx: PlanContext, flags: number): Step[] {
   if (ctx.execFifo) {
     steps.push({ op: Op.READY, args: [], what: "report ready" }, { op: Op.WAIT, args: [], what: "wait for start" });
   }
+  // after start, before anything drops privileges: in the container's
+  // namespaces and root (runtime-spec: startContainer)
+  if (ctx.hookState) steps.push(...hookSteps("startContainer", spec.hooks?.startContainer, ctx.hookState("created")));
   const caps = proc.capabilities ?? {};
   const seccomp = ctx.seccomp
     ? { op: Op.SECCOMP, args: [ctx.seccomp.program, ctx.seccomp.flags], what: "load the seccomp filter" }

@@ -37,6 +37,7 @@ export const Op = {
   EXEC: 36,
   CLOSE_FDS: 37,
   PDEATHSIG: 38,
+  HOOK: 39,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -52,6 +53,22 @@ export const Opt = {
   /** TTY: leave /dev/console alone (a process exec'd into a running container). */
   NO_CONSOLE: 0x20,
 } as const;
+
+/** How a HOOK step's error value says the hook failed (native/plan.h). */
+export const HookStatus = { EXITED: 0x10000, SIGNALED: 0x20000 } as const;
+
+const ETIMEDOUT = 110; // Linux's, on every architecture dokrust builds for
+
+/**
+ * Why a HOOK step failed, from its report's value: "exited with status
+ * 3", "killed by signal 9", "timed out after 2 s" (timeout: the step's).
+ */
+export function hookFailure(value: number, timeout?: Arg): string {
+  if (value === ETIMEDOUT) return timeout === undefined ? "timed out" : `timed out after ${String(timeout)} s`;
+  if (value & HookStatus.EXITED) return `exited with status ${value & 0xffff}`;
+  if (value & HookStatus.SIGNALED) return `killed by signal ${value & 0xffff}`;
+  return `failed (${value})`;
+}
 
 export const Report = {
   PID: "P".charCodeAt(0),

@@ -14,13 +14,13 @@ import { hostCgroupLayout } from "../cgroups/mounts.ts";
 import { DokrustError, UsageError } from "../errors.ts";
 import { spawnExecutor, stepError, type Executor } from "../native/executor.ts";
 import { compilePlan, type PlanContext } from "../plan/compile.ts";
-import { CloneMode, Report } from "../plan/ops.ts";
+import { CloneMode, decodeReport, Report, REPORT_SIZE } from "../plan/ops.ts";
 import { seccompForSpec } from "../seccomp/index.ts";
 import { DEFAULT_DEVICE_RULES, OCI_VERSION } from "../spec/defaults.ts";
 import { loadBundleSpec } from "../spec/load.ts";
 import type { DeviceRule, Resources, Spec } from "../spec/types.ts";
 import { cgroupAncestors, cgroupMountSources, cgroupPathOf } from "./cgroup-path.ts";
-import { runHooks } from "./hooks.ts";
+import { hookStateParts, runHooks, startFailure } from "./hooks.ts";
 import { claimDir, forceRemoveUnfinished } from "./sweep.ts";
 import { logger } from "./log.ts";
 import {
@@ -168,6 +168,7 @@ async function createLocked(options: CreateOptions, bundle: string, spec: Spec, 
       cloneMode: options.foreground ? CloneMode.WAIT : CloneMode.DETACH,
       execFifo: fifo,
       preserveFds: options.preserveFds,
+      hookState: hookStateParts(options.id, bundle, spec),
     };
     const seccomp = seccompForSpec(spec);
     if (seccomp) {
@@ -248,7 +249,7 @@ export async function startContainer(root: string, id: string): Promise<void> {
     const state = loadState(root, id);
     const status = statusOf(root, state);
     if (status !== "created") throw new DokrustError(`cannot start container ${id}: it is ${status}, not created`);
-    await openExecFifo(root, state);
+    await openExecFifo(root, state, (state.config.hooks?.startContainer?.length ?? 0) > 0);
     return state;
   });
   try {
@@ -261,9 +262,12 @@ export async function startContainer(root: string, id: string): Promise<void> {
 /**
  * Open the fifo's read end without blocking (a blocking open would stall
  * forever if the process died), then poll for the byte the process
- * writes once it has the fifo open.
+ * writes once it has the fifo open.  With `untilExec` (startContainer
+ * hooks run after that byte), read on to the end of file, which comes
+ * when the process executes its program or dies: a failed step (a hook)
+ * writes its error report first.
  */
-async function openExecFifo(root: string, state: StoredState): Promise<void> {
+async function openExecFifo(root: string, state: StoredState, untilExec: boolean): Promise<void> {
   const fifo = `${containerDir(root, state.id)}/exec.fifo`;
   const fd = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
   try {
@@ -279,10 +283,32 @@ async function openExecFifo(root: string, state: StoredState): Promise<void> {
       if (!isAlive(state)) throw new DokrustError(`cannot start container ${state.id}: its process has exited`);
       await Bun.sleep(i < 100 ? 1 : 10);
     }
+    unlinkSync(fifo);
+    if (!untilExec) return;
+    const report = await readToEnd(fd);
+    if (report.length >= REPORT_SIZE) {
+      throw startFailure(state.config.hooks?.startContainer, decodeReport(report)).wrap(`cannot start container ${state.id}`);
+    }
   } finally {
     closeSync(fd);
   }
-  unlinkSync(fifo);
+}
+
+/** Read a non-blocking fd to its end of file. */
+async function readToEnd(fd: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; ; i++) {
+    const chunk = new Uint8Array(REPORT_SIZE);
+    let n = -1;
+    try {
+      n = readSync(fd, chunk);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+    }
+    if (n === 0) return Buffer.concat(chunks);
+    if (n > 0) chunks.push(chunk.subarray(0, n));
+    else await Bun.sleep(i < 100 ? 1 : 10);
+  }
 }
 
 /** Send a signal to the container's init, or with `all` to every process in its cgroup. */

@@ -108,7 +108,8 @@ function allocations(): Array<{ ip: string; veth: string; name?: string }> {
 
 function bridgePorts(): string[] {
   if (!run(["ip", "-o", "link"]).includes(` ${BRIDGE}:`)) return [];
-  return run(["ip", "-o", "link", "show", "master", BRIDGE])
+  // the bridge goes when its last container leaves: it may vanish meanwhile
+  return run(["ip", "-o", "link", "show", "master", BRIDGE], true)
     .split("\n")
     .filter(Boolean)
     .map((l) => l.split(":")[1]!.trim().split("@")[0]!);

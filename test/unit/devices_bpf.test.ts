@@ -96,7 +96,8 @@ function allQueries(): Query[] {
   const out: Query[] = [];
   for (const type of [BLOCK, CHAR])
     for (let major = 0; major < 4; major++)
-      for (let minor = 0; minor < 4; minor++) for (let access = 1; access < 8; access++) out.push({ type, major, minor, access });
+      for (let minor = 0; minor < 4; minor++)
+        for (let access = 1; access < 8; access++) out.push({ type, major, minor, access });
   return out;
 }
 
