@@ -82,6 +82,22 @@ describe.skipIf(!root)("oci in-container hooks", () => {
     expect((await s.ok(["list", "-q"])).trim()).toBe("");
   });
 
+  test("run in the foreground runs both hooks; a hook need not read a large state", async () => {
+    const id = s.id();
+    const bundle = s.bundle((spec, dir) => {
+      spec.process!.args = ["sh", "-c", "cat /out/start-ran"];
+      spec.annotations = { big: "x".repeat(300_000) };
+      spec.hooks = {
+        createContainer: [{ path: "/bin/sh", args: ["sh", "-c", `touch ${dir}/create-ran`] }],
+        startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "echo started > /out/start-ran"] }],
+      };
+    });
+    const r = await s.rt(["run", "--bundle", bundle, id]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("started\n");
+    expect(existsSync(`${bundle}/create-ran`)).toBe(true);
+  });
+
   test("a failing startContainer hook fails start and the container stops without running its program", async () => {
     const id = s.id();
     const bundle = s.bundle((spec) => {
