@@ -15,7 +15,7 @@ export function features(): Record<string, unknown> {
   return {
     ociVersionMin: "1.0.0",
     ociVersionMax: OCI_VERSION,
-    hooks: ["prestart", "createRuntime", "poststart", "poststop"],
+    hooks: ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
     mountOptions: [...new Set([...Object.keys(MOUNT_OPTIONS), ...Object.keys(PROPAGATION_OPTIONS)])].sort(),
     linux: {
       namespaces: NAMESPACE_TYPES,
