@@ -34,18 +34,60 @@ function speaksRunc(argv: readonly string[]): boolean {
   return false;
 }
 
+/** runc's global options, which only come before its command; those that take a value. */
+const OCI_GLOBALS = new Map([
+  ["--root", true], ["--log", true], ["--log-format", true], ["--rootless", true], ["--criu", true],
+  ["--debug", false], ["--systemd-cgroup", false],
+]);
+
+/**
+ * Whether the command line is runc's: global options (if any), then one
+ * of its commands.  Only the first word after the globals counts, so a
+ * dokrust run whose hostname or rootfs is called "start" stays a run.
+ */
+function speaksOci(argv: readonly string[]): boolean {
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith("-")) {
+    const [name = "", value] = argv[i]!.replace(/^-(?=[a-z])/, "--").split("=", 2);
+    const takesValue = OCI_GLOBALS.get(name);
+    if (takesValue === undefined) return unknownOption(argv, i);
+    i += takesValue && value === undefined ? 2 : 1;
+  }
+  // a runc global option with no command after it is still runc's (its usage error)
+  return i > 0 ? true : OCI_COMMANDS.has(argv[0] ?? "");
+}
+
+/** The dokrust face's options that take a value (the word after them is that value). */
+const RUN_VALUE_OPTIONS = new Set([
+  "-r", "--rootfs", "-c", "--command", "-n", "--hostname", "-q", "--quota", "-m", "--mount", "-k", "--network",
+  "-e", "--env", "-w", "--workdir", "-u", "--user", "-p", "--publish", "--cpus", "--memory", "--pids-limit",
+  "--cap-add", "--cap-drop", "--name", "--net", "--security-opt",
+]);
+
+/**
+ * An option neither face's globals know: the line is runc's when its
+ * first word is a runc command that is no dokrust option's value (so
+ * `--bogus list` gets runc's error, `-n start -- sh` runs a container).
+ */
+function unknownOption(argv: readonly string[], from: number): boolean {
+  for (let i = from; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === "--") return false;
+    if (word.startsWith("-")) {
+      if (RUN_VALUE_OPTIONS.has(word)) i++;
+      continue;
+    }
+    return OCI_COMMANDS.has(word);
+  }
+  return false;
+}
+
 async function main(argv: string[]): Promise<number> {
   if (DOKRUST_COMMANDS.has(argv[0] ?? "") && !speaksRunc(argv)) {
     const { runDetachedCommand } = await import("./cli/detached/index.ts");
     return runDetachedCommand(argv);
   }
-  const first = argv.find((a) => !a.startsWith("-"));
-  const firstIndex = first === undefined ? -1 : argv.indexOf(first);
-  const dashdash = argv.indexOf("--");
-  const ociFace = first !== undefined && OCI_COMMANDS.has(first) && (dashdash < 0 || firstIndex < dashdash);
-  // runc's global options (--root DIR create ...) only exist on its face.
-  const ociGlobal = /^--(root|log|log-format|debug|systemd-cgroup|rootless|criu)(=|$)/.test(argv[0] ?? "");
-  if (ociFace || ociGlobal || argv[0] === "--version" || argv[0] === "-v") {
+  if (speaksOci(argv) || argv[0] === "--version" || argv[0] === "-v") {
     const { runOci } = await import("./cli/oci.ts");
     return runOci(argv);
   }

@@ -65,6 +65,14 @@ describe.skipIf(!ready)("dokrust run", () => {
     });
   }
 
+  test("a hostname or rootfs spelled like a runc command still runs a container", async () => {
+    for (const word of ["start", "run", "list", "exec"]) {
+      const r = await dokrust(["-r", BUSYBOX, "-n", word, "--", "hostname"]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe(`${word}\n`);
+    }
+  });
+
   test("-c runs CMD through /bin/sh -c, the words after -- following it", async () => {
     const r = await dokrust(["-r", BUSYBOX, "-c", 'echo "$0:$1:$2"', "--", "zero", "one", "two words"]);
     expect(r.code).toBe(0);
