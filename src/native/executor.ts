@@ -75,15 +75,15 @@ export function spawnExecutor(steps: readonly Step[], options: SpawnOptions): Ex
   return { proc, next: reportReader(fd) };
 }
 
-/** Write all of bytes to the (non-blocking) channel socket. */
+/** Write all of bytes to fd, waiting while a non-blocking fd is full. */
 export function writeAll(fd: number, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.length) {
     try {
       offset += writeSync(fd, bytes, offset);
     } catch (err) {
-      // The socket is non-blocking; a plan larger than its buffer waits
-      // for the executor to read.
+      // A non-blocking socket or pipe that is full (a plan larger than
+      // the channel's buffer, a slow reader): wait for room.
       if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
       Bun.sleepSync(1);
     }

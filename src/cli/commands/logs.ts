@@ -10,6 +10,7 @@ import { LogFollower, LogPrinter, selectRecords } from "../../runtime/logs.ts";
 import { monitorRuns } from "../../runtime/lifecycle.ts";
 import { containerDir, loadState } from "../../runtime/state.ts";
 import { intOption, oneId, parseCommand, type Globals } from "./common.ts";
+import { writeAll } from "../../native/executor.ts";
 
 function readText(path: string): string {
   try {
@@ -19,8 +20,18 @@ function readText(path: string): string {
   }
 }
 
+/**
+ * Written synchronously: process.stdout queues what a full pipe cannot
+ * take, and dokrust's exit would drop that queue (a long log's tail).
+ */
 function write(stream: "stdout" | "stderr", text: string): void {
-  (stream === "stdout" ? process.stdout : process.stderr).write(text);
+  try {
+    writeAll(stream === "stdout" ? 1 : 2, Buffer.from(text));
+  } catch (err) {
+    // the reader went away (`dokrust logs web | head`): nothing more to say
+    if ((err as NodeJS.ErrnoException).code === "EPIPE") process.exit(0);
+    throw err;
+  }
 }
 
 export async function run(args: string[], globals: Globals): Promise<number> {
