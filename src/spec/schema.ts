@@ -5,6 +5,7 @@
  * schema does not name are allowed (the spec says unknown properties
  * MUST be ignored).
  */
+import { OPERATORS } from "../seccomp/compile.ts";
 
 type Schema = Record<string, unknown>;
 
@@ -146,15 +147,8 @@ const SECCOMP_ACTIONS = [
   "SCMP_ACT_LOG",
   "SCMP_ACT_NOTIFY",
 ];
-const SECCOMP_OPERATORS = [
-  "SCMP_CMP_NE",
-  "SCMP_CMP_LT",
-  "SCMP_CMP_LE",
-  "SCMP_CMP_EQ",
-  "SCMP_CMP_GE",
-  "SCMP_CMP_GT",
-  "SCMP_CMP_MASKED_EQ",
-];
+// the comparisons the seccomp compiler implements are the spec's list
+const SECCOMP_OPERATORS = [...OPERATORS];
 
 const seccomp = object(
   {

@@ -44,17 +44,8 @@ export interface Result {
   stderr: string;
 }
 
-/** mulberry32: a small seeded PRNG, so that a failing run can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG, so that a failing run can be replayed (shared with the fuzzer). */
+export { prng } from "../corpus/fuzz.ts";
 
 /** Run `jobs` with at most `width` at a time; resolves once all are done (rejects with the first error). */
 export async function pool<T>(jobs: Array<() => Promise<T>>, width = 4): Promise<T[]> {
